@@ -1,0 +1,219 @@
+"""PAdES signing of records: B-T for every person's signature, B-LTA for the final seal.
+
+One :class:`RecordSigner` serves a whole batch: it keeps one event loop and one HTTP
+session for the TSA, OCSP and CRL, checks each certificate once per batch, remembers how
+large each signer's CMS turned out (so the next signature reserves exactly that, instead
+of signing twice to find out), and builds each signer's font subset once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from asn1crypto import cms, x509
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.generic import pdf_name
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.metadata.model import VENDOR, DocumentMetadata
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.fields import MDPPerm, SigSeedSubFilter
+from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner, PdfTimeStamper
+from pyhanko.sign.timestamps import HTTPTimeStamper
+from pyhanko.sign.validation.dss import DocumentSecurityStore, collect_validation_info
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+from pyhanko_certvalidator.fetchers.aiohttp_fetchers.util import LazySession
+
+from hsdt.domain.errors import SigningRefused
+from hsdt.domain.plans import Role
+from hsdt.signing import policy
+from hsdt.signing.appearance import VietnameseStampStyle, stamp_lines
+from hsdt.signing.bindings import CertificateBindings
+from hsdt.signing.keys import SigningKey
+from hsdt.signing.record_state import read_record, require_data_lock
+
+_RESERVE_MARGIN = 1024  # TST sizes vary a little between tokens
+_FIRST_RESERVE = 24_000
+_CERT_CHECK_TTL_S = 300.0
+_SEAL_COLOR = (0.7, 0.0, 0.0)
+_PERSON_COLOR = (0.0, 0.0, 0.55)
+
+
+@dataclass
+class SigningEnvironment:
+    """The outside world a signer depends on, chosen by configuration."""
+
+    trust_roots: list[x509.Certificate]
+    tsa_url: str
+    bindings: CertificateBindings
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+class _ConsistentMeta(DocumentMetadata):
+    """pyHanko stamps 'now' separately into Info and XMP; pin one instant for both."""
+
+    def __init__(self, when: datetime) -> None:
+        object.__setattr__(self, "_pinned", when)
+        super().__init__()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "last_modified" and value == "now":
+            value = self._pinned  # type: ignore[attr-defined]
+        object.__setattr__(self, name, value)
+
+
+def _writer(pdf: bytes, when: datetime) -> IncrementalPdfFileWriter:
+    """An incremental writer that keeps Info and XMP in agreement (PDF/A requires it)."""
+    w = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
+    w._meta = _ConsistentMeta(when)  # noqa: SLF001 — pyHanko offers no setter
+    info_ref = w.trailer.raw_get("/Info") if "/Info" in w.trailer else None
+    if isinstance(info_ref, generic.IndirectObject):
+        info = info_ref.get_object()
+        if info.get("/Producer") != VENDOR:
+            # pyHanko writes VENDOR as XMP pdf:Producer; the Info entry must say the same.
+            info[pdf_name("/Producer")] = generic.TextStringObject(VENDOR)
+            w.mark_update(info_ref)
+    return w
+
+
+class RecordSigner:
+    """Signs records according to their plan. Not thread-safe: one per worker thread."""
+
+    def __init__(self, env: SigningEnvironment) -> None:
+        self.env = env
+        self._runner = asyncio.Runner()
+        self._session = LazySession()
+        self._timestamper = HTTPTimeStamper(env.tsa_url, session=self._session)
+        self._vc: ValidationContext | None = None
+        self._checked: dict[tuple[str, str], float] = {}
+        self._reserved: dict[str, int] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        async def _close() -> None:
+            await self._session.close()
+            if self._vc is not None:
+                await self._vc.aclose()
+        self._runner.run(_close())
+        self._runner.close()
+
+    def __enter__(self) -> RecordSigner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def validation_context(self) -> ValidationContext:
+        """Online context, revocation required: what we sign on must be checked, not assumed."""
+        if self._vc is None:
+            backend = AIOHttpFetcherBackend(session=self._session)
+            self._vc = ValidationContext(
+                trust_roots=self.env.trust_roots, allow_fetching=True,
+                revocation_mode="require", fetcher_backend=backend)
+        return self._vc
+
+    # -- checks ----------------------------------------------------------------------------
+    def check_certificate(self, key: SigningKey, assignee_field: policy.FieldAssignment) -> None:
+        now = self.env.clock()
+        cache_key = (key.fingerprint, assignee_field.assignee)
+        policy.check_binding(key.cert, assignee_field, self.env.bindings)
+        policy.check_key_strength(key.cert)
+        policy.check_validity_period(key.cert, now)
+        checked_at = self._checked.get(cache_key)
+        if checked_at is not None and now.timestamp() - checked_at < _CERT_CHECK_TTL_S:
+            return
+        self._runner.run(policy.check_trust_and_revocation(
+            key.cert, key.chain, self.validation_context()))
+        self._checked[cache_key] = now.timestamp()
+
+    # -- signing ---------------------------------------------------------------------------
+    def sign(self, pdf: bytes, field_name: str, key: SigningKey, *,
+             expected_data_sha256: str | None = None) -> bytes:
+        """Add one PAdES B-T signature in ``field_name``, if the plan and the key allow it."""
+        state = read_record(pdf)
+        require_data_lock(state, expected_data_sha256)
+        target = state.plan.field(field_name)
+        if field_name not in state.field_names:
+            raise SigningRefused(f"Hồ sơ không có ô chữ ký «{field_name}».", code="unknown_field")
+        signed = [policy.SignedField(s.field_name, "") for s in state.signatures]
+        policy.check_plan_order(state.plan, target, signed, bool(state.doc_timestamps))
+        self.check_certificate(key, target)
+
+        now = self.env.clock()
+        w = _writer(pdf, now)
+        if target.lock_all:
+            _lock_all_fields(w, field_name)
+        meta = PdfSignatureMetadata(
+            field_name=field_name, md_algorithm="sha256", subfilter=SigSeedSubFilter.PADES,
+            certify=target.certify,
+            docmdp_permissions=MDPPerm.NO_CHANGES if target.lock_all else MDPPerm.FILL_FORMS,
+            reason=f"{target.label} — {state.plan.spec.title}",
+            location=state.data.get("school", {}).get("name"),
+            name=target.assignee_name,
+        )
+        is_seal = target.role is Role.SCHOOL_SEAL
+        style = VietnameseStampStyle(stamp_lines(key.subject_name, now),
+                                     _SEAL_COLOR if is_seal else _PERSON_COLOR)
+        signer = PdfSigner(meta, key.signer, timestamper=self._timestamper, stamp_style=style)
+        reserved = self._reserved.get(key.fingerprint, _FIRST_RESERVE)
+        out = self._runner.run(signer.async_sign_pdf(w, existing_fields_only=True,
+                                                     bytes_reserved=reserved))
+        result = out.getvalue()
+        if key.fingerprint not in self._reserved:
+            self._reserved[key.fingerprint] = _cms_size(result) + _RESERVE_MARGIN
+        return result
+
+    def seal(self, pdf: bytes, *, expected_data_sha256: str | None = None) -> bytes:
+        """B-LTA: every certificate and revocation response in the DSS, then a document
+        timestamp over all of it. Only a record whose plan is complete is sealed."""
+        state = read_record(pdf)
+        require_data_lock(state, expected_data_sha256)
+        done = set(state.signed_field_names())
+        missing = [f for f in state.plan.fields if f.name not in done]
+        if missing:
+            names = ", ".join(f"{f.label} ({f.assignee_name})" for f in missing[:5])
+            raise SigningRefused(f"Chưa đủ chữ ký để niêm phong; còn thiếu: {names}.",
+                                 code="plan_incomplete")
+        if state.doc_timestamps:
+            raise SigningRefused("Hồ sơ đã được niêm phong.", code="sealed")
+        vc = self.validation_context()
+
+        async def _collect() -> list:  # type: ignore[type-arg]
+            paths = []
+            for sig in state.signatures:
+                paths += await collect_validation_info(sig, vc)
+            return paths
+
+        paths = self._runner.run(_collect())
+        w = _writer(pdf, self.env.clock())
+        DocumentSecurityStore.supply_dss_in_writer(w, None, paths=paths, validation_context=vc)
+        stamper = PdfTimeStamper(self._timestamper, field_name="ArchiveTimestamp1")
+        out = self._runner.run(stamper.async_timestamp_pdf(
+            w, md_algorithm="sha256", validation_context=vc, bytes_reserved=12_000))
+        return out.getvalue()
+
+
+def _lock_all_fields(w: IncrementalPdfFileWriter, field_name: str) -> None:
+    """FieldMDP /All with DocMDP P=1 on the principal's field: nothing may change after it."""
+    fields = w.root["/AcroForm"]["/Fields"]
+    for ref in fields:
+        fld = ref.get_object()
+        if fld.get("/T") == field_name:
+            fld[pdf_name("/Lock")] = generic.DictionaryObject({
+                pdf_name("/Type"): pdf_name("/SigFieldLock"),
+                pdf_name("/Action"): pdf_name("/All"),
+                pdf_name("/P"): generic.NumberObject(1),
+            })
+            w.update_container(fld)
+            return
+    raise SigningRefused(f"Không tìm thấy ô chữ ký «{field_name}».", code="unknown_field")
+
+
+def _cms_size(pdf: bytes) -> int:
+    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+    last = reader.embedded_signatures[-1]
+    return len(cms.ContentInfo.load(last.pkcs7_content, strict=False).dump())

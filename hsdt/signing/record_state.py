@@ -1,0 +1,95 @@
+"""What a record PDF says about itself: its data, its data lock, its plan and who signed.
+
+Read fresh from the bytes every time, because the PDF is the only source of truth that
+travels with the record: a signing step, the seal and the verifier all start here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pyhanko.pdf_utils.misc import PdfReadError
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.fields import enumerate_sig_fields
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+
+from hsdt.domain.canonical import sha256_hex
+from hsdt.domain.errors import SigningRefused, UnusableInput
+from hsdt.domain.plans import ResolvedPlan, resolve_plan
+from hsdt.domain.subjects import subjects_for
+from hsdt.renderers.metadata import embedded_files, read_record_metadata
+from hsdt.settings import plan_for
+
+DATA_FILE = "record.json"
+
+
+@dataclass(frozen=True)
+class RecordState:
+    reader: PdfFileReader
+    data: dict[str, Any]
+    data_bytes: bytes
+    data_sha256: str  # computed from the embedded bytes
+    xmp: dict[str, str]
+    plan: ResolvedPlan
+    signatures: list[EmbeddedPdfSignature]  # approval and certification, in file order
+    doc_timestamps: list[EmbeddedPdfSignature]
+    field_names: tuple[str, ...]
+
+    @property
+    def record_id(self) -> str:
+        return str(self.data.get("record_id", ""))
+
+    @property
+    def lock_matches(self) -> bool:
+        return self.data_sha256 == self.xmp.get("dataSha256") and (
+            self.data.get("bundle_lock", {}).get("sha256") == self.xmp.get("bundleSha256"))
+
+    def signed_field_names(self) -> list[str]:
+        return [s.field_name for s in self.signatures]
+
+
+def read_record(pdf: bytes) -> RecordState:
+    """Parse a record PDF; raise :class:`UnusableInput` if it is not one of ours at all."""
+    if not pdf.startswith(b"%PDF-"):
+        raise UnusableInput("Tệp không phải PDF.")
+    try:
+        reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+        files = embedded_files(pdf)
+        xmp = read_record_metadata(pdf)
+    except (PdfReadError, ValueError, KeyError) as exc:
+        raise UnusableInput(f"Không đọc được tệp PDF: {exc}") from exc
+    raw = files.get(DATA_FILE)
+    if raw is None:
+        raise UnusableInput("PDF không chứa dữ liệu hồ sơ (record.json): không phải hồ sơ HSĐT.")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnusableInput(f"Dữ liệu hồ sơ nhúng trong PDF bị hỏng: {exc}") from exc
+    try:
+        spec = plan_for(data["kind"])
+        names = {s.code: s.name for s in subjects_for(data["level"]).values()}
+        plan = resolve_plan(spec, data, names)
+    except (KeyError, TypeError) as exc:
+        raise UnusableInput(f"Dữ liệu hồ sơ thiếu thông tin để lập kế hoạch ký: {exc}") from exc
+    sigs = list(reader.embedded_regular_signatures)
+    dts = list(reader.embedded_timestamp_signatures)
+    fields = tuple(name for name, _, _ in enumerate_sig_fields(reader, filled_status=None)
+                   if name)
+    return RecordState(reader=reader, data=data, data_bytes=raw, data_sha256=sha256_hex(raw),
+                       xmp=xmp, plan=plan, signatures=sigs, doc_timestamps=dts,
+                       field_names=fields)
+
+
+def require_data_lock(state: RecordState, expected_data_sha256: str | None) -> None:
+    """Refuse to sign a record whose embedded data does not match its lock."""
+    if not state.lock_matches:
+        raise SigningRefused(
+            "Dữ liệu nhúng trong hồ sơ không khớp với mã khoá dữ liệu (SHA-256 trong XMP): "
+            "hồ sơ đã bị sửa hoặc hỏng, không được ký.", code="data_lock_mismatch")
+    if expected_data_sha256 is not None and expected_data_sha256 != state.data_sha256:
+        raise SigningRefused(
+            "Hồ sơ không được tạo từ bộ dữ liệu đã khoá hiện hành (SHA-256 khác): "
+            "dữ liệu đã thay đổi sau khi khoá, cần kết xuất lại.", code="data_lock_mismatch")
