@@ -27,7 +27,8 @@ from pyhanko.sign import signers
 from pyhanko.sign.fields import SigSeedSubFilter
 from pyhanko.sign.pkcs11 import PKCS11Signer, open_pkcs11_session
 from pyhanko.sign.timestamps import HTTPTimeStamper
-from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko.sign.validation import async_validate_pdf_signature
+from pyhanko.sign.validation.pdf_embedded import PdfSignatureStatus
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import (
     ExpiredError,
@@ -91,11 +92,26 @@ def _sign(pdf: bytes, signer: signers.Signer, timestamper: HTTPTimeStamper | Non
     return out.getvalue()
 
 
+def _validate_pdf(pki: TestPKI, signed: bytes) -> PdfSignatureStatus:
+    """Validate the first signature online (fetching, revocation required), then close the
+    validation contexts' HTTP sessions inside the loop that opened them."""
+
+    async def run() -> PdfSignatureStatus:
+        sig = PdfFileReader(BytesIO(signed)).embedded_signatures[0]
+        vc, ts_vc = _vc(pki), _vc(pki)
+        try:
+            return await async_validate_pdf_signature(
+                sig, signer_validation_context=vc, ts_validation_context=ts_vc
+            )
+        finally:
+            await vc.aclose()
+            await ts_vc.aclose()
+
+    return asyncio.run(run())
+
+
 def _assert_valid_bt(pki: TestPKI, signed: bytes, expected: x509.Certificate) -> None:
-    sig = PdfFileReader(BytesIO(signed)).embedded_signatures[0]
-    status = validate_pdf_signature(
-        sig, signer_validation_context=_vc(pki), ts_validation_context=_vc(pki)
-    )
+    status = _validate_pdf(pki, signed)
     assert status.signing_cert.dump() == expected.dump()
     assert status.intact, status.pretty_print_details()
     assert status.valid, status.pretty_print_details()
@@ -107,10 +123,17 @@ def _assert_valid_bt(pki: TestPKI, signed: bytes, expected: x509.Certificate) ->
 
 
 def _validate_cert(pki: TestPKI, ident: testpki.Identity) -> None:
-    validator = CertificateValidator(
-        ident.cert, intermediate_certs=list(ident.chain), validation_context=_vc(pki)
-    )
-    asyncio.run(validator.async_validate_usage({"non_repudiation"}))
+    async def run() -> None:
+        vc = _vc(pki)
+        validator = CertificateValidator(
+            ident.cert, intermediate_certs=list(ident.chain), validation_context=vc
+        )
+        try:
+            await validator.async_validate_usage({"non_repudiation"})
+        finally:
+            await vc.aclose()
+
+    asyncio.run(run())
 
 
 # --- provisioning ---------------------------------------------------------------------------
@@ -285,9 +308,7 @@ def test_revoked_signature_is_not_trusted(served: TestPKI, tiny_pdf: bytes) -> N
         str(ident.p12_path), passphrase=SOFTWARE_P12_PASSPHRASE
     )
     assert signer is not None
-    signed = _sign(tiny_pdf, signer)
-    sig = PdfFileReader(BytesIO(signed)).embedded_signatures[0]
-    status = validate_pdf_signature(sig, signer_validation_context=_vc(served))
+    status = _validate_pdf(served, _sign(tiny_pdf, signer))
     assert status.intact and status.valid
     assert not status.trusted
     assert not status.bottom_line
@@ -324,3 +345,16 @@ def test_unreachable_component_is_named(pki: TestPKI) -> None:
     wrong = dataclasses.replace(pki, port=testpki._free_loopback_port())
     with pytest.raises(TestPKIError, match="CRL distribution point"):
         testpki.check_services(wrong, timeout=2)
+
+
+def test_second_server_on_same_port_fails_clearly(served: TestPKI) -> None:
+    with pytest.raises(TestPKIError, match="Animator could not listen"), testpki.serve(served):
+        pass
+
+
+def test_subprocess_animator(pki: TestPKI) -> None:
+    # the CLI route (`certomancer --config … animate --aiohttp`), on another free port so it
+    # can run while the module's threaded server holds the PKI's own port
+    other = dataclasses.replace(pki, port=testpki._free_loopback_port())
+    with testpki.serve(other, mode="subprocess"):
+        assert testpki.ocsp_status(other, other.identity("revoked")) == "revoked"

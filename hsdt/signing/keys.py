@@ -114,10 +114,16 @@ def open_pkcs11_key(lib_path: str, token_label: str, pin: str, key_label: str,
     try:
         lib = pkcs11.lib(lib_path)
         token = lib.get_token(token_label=token_label)
-        session = token.open(user_pin=pin)
+        try:
+            session = token.open(user_pin=pin)
+        except pkcs11.exceptions.UserAlreadyLoggedIn:
+            # Login is per application, not per session: a second key on the same token
+            # (the seal and the principal on one HSM) joins the logged-in state.
+            session = token.open()
     except pkcs11.exceptions.NoSuchToken:
-        raise SigningRefused(f"Không thấy thiết bị ký (token) «{token_label}». Hãy cắm token "
-                             "và kiểm tra đường dẫn thư viện PKCS#11.", code="token_missing") from None
+        raise SigningRefused(
+            f"Không thấy thiết bị ký (token) «{token_label}». Hãy cắm token "
+            "và kiểm tra đường dẫn thư viện PKCS#11.", code="token_missing") from None
     except pkcs11.exceptions.PinIncorrect:
         raise SigningRefused("Mã PIN của token không đúng.", code="pin_incorrect") from None
     except (pkcs11.exceptions.PKCS11Error, RuntimeError, OSError) as exc:

@@ -37,7 +37,7 @@ from hsdt.signing.keys import SigningKey
 from hsdt.signing.record_state import read_record, require_data_lock
 
 _RESERVE_MARGIN = 1024  # TST sizes vary a little between tokens
-_FIRST_RESERVE = 24_000
+_FIRST_RESERVE = 32_000
 _CERT_CHECK_TTL_S = 300.0
 _SEAL_COLOR = (0.7, 0.0, 0.0)
 _PERSON_COLOR = (0.0, 0.0, 0.55)
@@ -164,7 +164,8 @@ class RecordSigner:
                                                      bytes_reserved=reserved))
         result = out.getvalue()
         if key.fingerprint not in self._reserved:
-            self._reserved[key.fingerprint] = _cms_size(result) + _RESERVE_MARGIN
+            # bytes_reserved counts hex digits: two per byte of DER
+            self._reserved[key.fingerprint] = 2 * (_cms_size(result) + _RESERVE_MARGIN)
         return result
 
     def seal(self, pdf: bytes, *, expected_data_sha256: str | None = None) -> bytes:

@@ -1401,10 +1401,10 @@ class _ThreadedAnimator:
             loop.run_until_complete(site.start())
         except BaseException as e:
             self._error = e
-            self._ready.set()
             if runner is not None:
                 loop.run_until_complete(runner.cleanup())
             loop.close()
+            self._ready.set()
             return
         self._ready.set()
         try:
@@ -1414,9 +1414,12 @@ class _ThreadedAnimator:
             loop.close()
 
     def stop(self) -> None:
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+        if self._thread is None:
+            return
+        # after a failed start the thread cleans up and ends by itself: just wait for it
+        if self._error is None and self._loop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
+        self._thread.join(timeout=10)
 
 
 class _SubprocessAnimator:

@@ -1,0 +1,256 @@
+"""`hsdt` — the command line. Thin: every rule lives in the packages below.
+
+Exit codes of `hsdt verify`: 0 valid, 1 not valid, 2 unusable input. Other commands exit
+1 on a refusal (with the reason in Vietnamese) and 2 on unreadable input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from hsdt.domain.errors import BundleRejected, HsdtError, UnusableInput
+
+app = typer.Typer(help="HSĐT — hồ sơ điện tử: học bạ, ký số theo trình tự, lưu trữ bất biến.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+archive_app = typer.Typer(help="Kho lưu trữ chỉ ghi một lần.", no_args_is_help=True)
+app.add_typer(archive_app, name="archive")
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(exc: HsdtError) -> typer.Exit:
+    err.print(f"[red]Lỗi:[/] {exc.message}")
+    return typer.Exit(2 if isinstance(exc, UnusableInput) else 1)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UnusableInput(f"Không đọc được tệp {path}: {exc.strerror}") from None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write next to the target and rename, so a failure never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+@app.command()
+def sample(out: Annotated[Path, typer.Option(help="Tệp JSON sẽ ghi")],
+           seed: int = 2026, students: int = 40) -> None:
+    """Tạo dữ liệu mẫu của một lớp THCS (tên tiếng Việt, đủ môn, phân công giáo viên)."""
+    from hsdt.domain.bundles import bundle_json
+    from hsdt.domain.sample import sample_bundle
+
+    bundle = sample_bundle(seed=seed, students=students)
+    _write_atomic(out, json.dumps(bundle_json(bundle), ensure_ascii=False, indent=2).encode())
+    console.print(f"Đã ghi {len(bundle.students)} học sinh lớp {bundle.class_.name} vào {out}")
+
+
+@app.command()
+def render(bundle: Path, out: Annotated[Path, typer.Option(help="Thư mục kết quả")],
+           by: Annotated[str, typer.Option(help="Người khoá dữ liệu")] = "",
+           ) -> None:
+    """Kiểm tra, khoá (nếu chưa khoá) và kết xuất học bạ PDF/A-3b cho cả lớp."""
+    from hsdt.domain.bundles import locked_json, read_bundle_file
+    from hsdt.domain.records import records_for
+    from hsdt.workflow import render as render_one
+
+    try:
+        locked = read_bundle_file(_read(bundle), by or os.environ.get("USER", "hsdt"))
+        records = records_for(locked)
+        outputs = [(f"{r.student.code}.pdf", render_one(r)) for r in records]
+    except BundleRejected as exc:
+        raise _fail(exc) from None
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    # Everything rendered in memory first: a bad record leaves no partial class on disk.
+    _write_atomic(out / "bundle.locked.json", locked_json(locked))
+    for name, pdf in outputs:
+        _write_atomic(out / name, pdf)
+    console.print(f"Đã kết xuất {len(outputs)} học bạ vào {out} "
+                  f"(khoá dữ liệu SHA-256 {locked.lock.sha256[:16]}…)")
+
+
+@app.command()
+def sign(file: Path,
+         field: Annotated[str, typer.Option(help="Tên ô chữ ký, ví dụ subject_TOAN")],
+         out: Annotated[Path | None, typer.Option(help="Tệp kết quả (mặc định: ghi đè)")] = None,
+         pki: Annotated[Path | None, typer.Option(help="Thư mục PKI thử nghiệm")] = None,
+         identity: Annotated[str | None, typer.Option("--as", help="Danh tính trong PKI")] = None,
+         p12: Annotated[Path | None, typer.Option(help="Tệp PKCS#12 (phần mềm)")] = None,
+         passphrase: Annotated[str | None, typer.Option(envvar="HSDT_P12_PASSPHRASE")] = None,
+         pkcs11_lib: Annotated[str | None, typer.Option(envvar="HSDT_PKCS11_LIB")] = None,
+         token: Annotated[str | None, typer.Option(help="Nhãn token PKCS#11")] = None,
+         key_label: Annotated[str | None, typer.Option(help="Nhãn khoá trên token")] = None,
+         cert: Annotated[Path | None, typer.Option(help="Chứng thư (PEM/DER) của khoá")] = None,
+         pin: Annotated[str | None, typer.Option(envvar="HSDT_PKCS11_PIN")] = None,
+         tsa: Annotated[str | None, typer.Option(help="URL dịch vụ cấp dấu thời gian")] = None,
+         trust: Annotated[list[Path] | None, typer.Option(help="CA gốc tin cậy (PEM)")] = None,
+         bindings: Annotated[Path | None, typer.Option(help="Sổ đăng ký chứng thư")] = None,
+         ) -> None:
+    """Ký một ô chữ ký của hồ sơ (PAdES B-T), đúng thứ tự kế hoạch ký."""
+    from hsdt.signing.pades import RecordSigner
+
+    pdf = _read(file)
+    try:
+        with ExitStack() as stack:
+            env, key = _signing_setup(stack, pki, identity, p12, passphrase, pkcs11_lib, token,
+                                      key_label, cert, pin, tsa, trust, bindings)
+            with RecordSigner(env) as signer:
+                signed = signer.sign(pdf, field, key)
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    _write_atomic(out or file, signed)
+    console.print(f"Đã ký ô «{field}» → {out or file}")
+
+
+@app.command()
+def seal(file: Path, out: Annotated[Path | None, typer.Option()] = None,
+         pki: Annotated[Path | None, typer.Option(help="Thư mục PKI thử nghiệm")] = None,
+         tsa: Annotated[str | None, typer.Option()] = None,
+         trust: Annotated[list[Path] | None, typer.Option()] = None,
+         bindings: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Niêm phong dài hạn (PAdES B-LTA): DSS đầy đủ rồi dấu thời gian tài liệu."""
+    from hsdt.signing.pades import RecordSigner
+
+    pdf = _read(file)
+    try:
+        with ExitStack() as stack:
+            env, _ = _signing_setup(stack, pki, None, None, None, None, None, None, None, None,
+                                    tsa, trust, bindings)
+            with RecordSigner(env) as signer:
+                sealed = signer.seal(pdf)
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    _write_atomic(out or file, sealed)
+    console.print(f"Đã niêm phong → {out or file}")
+
+
+@app.command()
+def verify(file: Path,
+           as_json: Annotated[bool, typer.Option("--json", help="In kết quả dạng JSON")] = False,
+           trust: Annotated[list[Path] | None, typer.Option(help="CA gốc tin cậy (PEM)")] = None,
+           pki: Annotated[Path | None, typer.Option(help="Thư mục PKI thử nghiệm")] = None,
+           bindings: Annotated[Path | None, typer.Option(help="Sổ đăng ký chứng thư")] = None,
+           offline: Annotated[bool, typer.Option(help="Không truy cập mạng")] = False) -> None:
+    """Xác minh hồ sơ: chữ ký, kế hoạch ký, khoá dữ liệu, PDF/A. Mã thoát 0/1/2."""
+    from hsdt.signing.report_text import report_text
+    from hsdt.signing.verification import Verifier
+
+    try:
+        roots, binds = _trust(trust, pki, bindings)
+        report = Verifier(roots, binds, online=not offline).verify(_read(file))
+    except UnusableInput as exc:
+        if as_json:
+            print(json.dumps({"verdict": "unusable", "error": exc.message}, ensure_ascii=False))
+        else:
+            err.print(f"[red]Không dùng được tệp:[/] {exc.message}")
+        raise typer.Exit(2) from None
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        console.print(report_text(report), highlight=False)
+    raise typer.Exit(0 if report.valid else 1)
+
+
+@archive_app.command("ingest")
+def archive_ingest(file: Path, root: Annotated[Path, typer.Option(help="Thư mục kho")],
+                   pki: Annotated[Path | None, typer.Option()] = None,
+                   trust: Annotated[list[Path] | None, typer.Option()] = None,
+                   bindings: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Xác minh rồi lưu một hồ sơ vào kho chỉ ghi một lần."""
+    from hsdt.archive.ingest import Archive
+    from hsdt.archive.store import LocalWormStore
+    from hsdt.signing.verification import Verifier
+
+    try:
+        roots, binds = _trust(trust, pki, bindings)
+        archive = Archive(LocalWormStore(root), root / "index.jsonl",
+                          Verifier(roots, binds, online=False))
+        entry, _ = archive.ingest(_read(file))
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    console.print(f"Đã lưu {entry.record_id} → {entry.key} (giữ đến {entry.retain_until})")
+
+
+@app.command()
+def demo(out: Annotated[Path | None, typer.Option(help="Giữ PDF, dữ liệu, báo cáo ở đây")] = None,
+         students: int = 40, seed: int = 2026) -> None:
+    """Chạy toàn bộ vòng đời cho một lớp 40 học sinh, không cần máy chủ nào."""
+    from hsdt.demo import run_demo
+
+    try:
+        result = run_demo(out, students=students, seed=seed, console=console)
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    if result.verified != result.records:
+        err.print(f"[red]Chỉ {result.verified}/{result.records} hồ sơ xác minh hợp lệ.[/]")
+        raise typer.Exit(1)
+
+
+def _trust(trust: list[Path] | None, pki: Path | None, bindings: Path | None):  # type: ignore[no-untyped-def]
+    from hsdt.signing.bindings import CertificateBindings
+    from hsdt.signing.trust import load_trust_roots
+
+    roots = load_trust_roots(trust or [])
+    binds = CertificateBindings.load(bindings) if bindings else None
+    if pki is not None:
+        from hsdt.signing import testpki
+
+        p = testpki.load(pki)
+        roots += p.trust_roots()
+        binds = binds or CertificateBindings(p.bindings())
+    if not roots:
+        raise HsdtError("Chưa có CA gốc tin cậy nào: đặt tệp PEM trong config/trust/ hoặc dùng "
+                        "--trust.", code="no_trust_roots")
+    return roots, binds
+
+
+def _signing_setup(stack, pki, identity, p12, passphrase, pkcs11_lib, token, key_label,  # type: ignore[no-untyped-def]
+                   cert, pin, tsa, trust, bindings):
+    from hsdt.signing.keys import open_pkcs11_key, open_software_key
+    from hsdt.signing.pades import SigningEnvironment
+    from hsdt.signing.trust import load_cert
+
+    roots, binds = _trust(trust, pki, bindings)
+    if binds is None:
+        raise HsdtError("Cần sổ đăng ký chứng thư (--bindings) để biết chứng thư thuộc về ai.",
+                        code="bindings_missing")
+    key = None
+    if pki is not None:
+        from hsdt.demo import open_identity
+        from hsdt.signing import testpki
+
+        p = testpki.load(pki)
+        stack.enter_context(testpki.serve(p))
+        tsa = tsa or p.tsa_url
+        if identity:
+            key = stack.enter_context(open_identity(p, p.identity(identity)))
+    if key is None and p12 is not None:
+        key = stack.enter_context(open_software_key(p12, passphrase.encode() if passphrase
+                                                    else None))
+    elif key is None and pkcs11_lib and token and key_label and cert and pin:
+        key = stack.enter_context(open_pkcs11_key(pkcs11_lib, token, pin, key_label,
+                                                  load_cert(cert), []))
+    if tsa is None:
+        raise HsdtError("Cần URL dịch vụ cấp dấu thời gian (--tsa).", code="tsa_missing")
+    from hsdt.signing.pades import SigningEnvironment as _Env  # noqa: F401
+    return SigningEnvironment(trust_roots=roots, tsa_url=tsa, bindings=binds), key
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())
