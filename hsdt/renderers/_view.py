@@ -120,6 +120,7 @@ def build_view(record: Record, plan: ResolvedPlan) -> dict[str, Any]:
         "place": place_of_signing(d["school"]["province"]),
         "school_year": d["school_year"].replace("-", " – "),
         "class_name": d["class"]["name"],
+        "full_year": d["term"] == "CN",
         "student": {
             "full_name": st["full_name"],
             "code": st["code"],

@@ -139,14 +139,13 @@ class RecordSigner:
         target = state.plan.field(field_name)
         if field_name not in state.field_names:
             raise SigningRefused(f"Hồ sơ không có ô chữ ký «{field_name}».", code="unknown_field")
-        signed = [policy.SignedField(s.field_name, "") for s in state.signatures]
-        policy.check_plan_order(state.plan, target, signed, bool(state.doc_timestamps))
+        policy.check_plan_order(state.plan, target, list(state.filled_fields))
         self.check_certificate(key, target)
 
         now = self.env.clock()
         w = _writer(pdf, now)
         if target.lock_all:
-            _lock_all_fields(w, field_name)
+            _require_field_lock(state.reader, field_name)
         meta = PdfSignatureMetadata(
             field_name=field_name, md_algorithm="sha256", subfilter=SigSeedSubFilter.PADES,
             certify=target.certify,
@@ -173,13 +172,13 @@ class RecordSigner:
         timestamp over all of it. Only a record whose plan is complete is sealed."""
         state = read_record(pdf)
         require_data_lock(state, expected_data_sha256)
-        done = set(state.signed_field_names())
+        done = set(state.filled_fields)
         missing = [f for f in state.plan.fields if f.name not in done]
         if missing:
             names = ", ".join(f"{f.label} ({f.assignee_name})" for f in missing[:5])
             raise SigningRefused(f"Chưa đủ chữ ký để niêm phong; còn thiếu: {names}.",
                                  code="plan_incomplete")
-        if state.doc_timestamps:
+        if done - {f.name for f in state.plan.fields}:
             raise SigningRefused("Hồ sơ đã được niêm phong.", code="sealed")
         vc = self.validation_context()
 
@@ -198,20 +197,17 @@ class RecordSigner:
         return out.getvalue()
 
 
-def _lock_all_fields(w: IncrementalPdfFileWriter, field_name: str) -> None:
-    """FieldMDP /All with DocMDP P=1 on the principal's field: nothing may change after it."""
-    fields = w.root["/AcroForm"]["/Fields"]
-    for ref in fields:
+def _require_field_lock(reader: PdfFileReader, field_name: str) -> None:
+    """The principal's field must declare FieldMDP /All with DocMDP P=1 in the form itself:
+    a lock added at signing time would count as a change to the earlier signatures."""
+    for ref in reader.root["/AcroForm"]["/Fields"]:
         fld = ref.get_object()
         if fld.get("/T") == field_name:
-            fld[pdf_name("/Lock")] = generic.DictionaryObject({
-                pdf_name("/Type"): pdf_name("/SigFieldLock"),
-                pdf_name("/Action"): pdf_name("/All"),
-                pdf_name("/P"): generic.NumberObject(1),
-            })
-            w.update_container(fld)
-            return
-    raise SigningRefused(f"Không tìm thấy ô chữ ký «{field_name}».", code="unknown_field")
+            lock = fld.get("/Lock")
+            if lock is not None and lock.get("/Action") == "/All" and lock.get("/P") == 1:
+                return
+    raise SigningRefused(f"Ô «{field_name}» không khai báo khoá toàn bộ hồ sơ trong biểu mẫu; "
+                         "hãy kết xuất lại hồ sơ.", code="form_without_lock")
 
 
 def _cms_size(pdf: bytes) -> int:

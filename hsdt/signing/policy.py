@@ -10,7 +10,6 @@ Every refusal is a :class:`SigningRefused` with a Vietnamese reason and a stable
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from asn1crypto import x509
@@ -98,22 +97,15 @@ async def check_trust_and_revocation(cert: x509.Certificate, chain: list[x509.Ce
                              code="cert_unverifiable") from None
 
 
-@dataclass(frozen=True)
-class SignedField:
-    name: str
-    fingerprint: str
-
-
-def check_plan_order(plan: ResolvedPlan, field: FieldAssignment,
-                     signed: list[SignedField], has_doc_timestamp: bool) -> None:
-    """The field's stage must be the open one, and nothing may be locked yet."""
-    names = {s.name for s in signed}
-    if has_doc_timestamp:
-        raise SigningRefused("Hồ sơ đã được niêm phong dài hạn (B-LTA); không thể ký thêm.",
-                             code="sealed")
-    for s in signed:
-        f = plan.field(s.name)
-        if f.lock_all:
+def check_plan_order(plan: ResolvedPlan, field: FieldAssignment, filled: list[str]) -> None:
+    """The field's stage must be the open one, and nothing may be locked or sealed yet."""
+    names = set(filled)
+    in_plan = {f.name for f in plan.fields}
+    if names - in_plan:
+        raise SigningRefused("Hồ sơ đã được niêm phong dài hạn (B-LTA) hoặc có chữ ký ngoài kế "
+                             "hoạch ký; không thể ký thêm.", code="sealed")
+    for f in plan.fields:
+        if f.name in names and f.lock_all:
             raise SigningRefused(
                 f"{f.assignee_name} ({f.label}) đã ký khoá hồ sơ; không thể ký thêm.",
                 code="locked")

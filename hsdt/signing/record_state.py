@@ -13,7 +13,6 @@ from typing import Any
 
 from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.fields import enumerate_sig_fields
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 
 from hsdt.domain.canonical import sha256_hex
@@ -34,9 +33,8 @@ class RecordState:
     data_sha256: str  # computed from the embedded bytes
     xmp: dict[str, str]
     plan: ResolvedPlan
-    signatures: list[EmbeddedPdfSignature]  # approval and certification, in file order
-    doc_timestamps: list[EmbeddedPdfSignature]
     field_names: tuple[str, ...]
+    filled_fields: tuple[str, ...]  # signature fields that hold a value (signed or stamped)
 
     @property
     def record_id(self) -> str:
@@ -47,8 +45,14 @@ class RecordState:
         return self.data_sha256 == self.xmp.get("dataSha256") and (
             self.data.get("bundle_lock", {}).get("sha256") == self.xmp.get("bundleSha256"))
 
-    def signed_field_names(self) -> list[str]:
-        return [s.field_name for s in self.signatures]
+    @property
+    def signatures(self) -> list[EmbeddedPdfSignature]:
+        """Approval and certification signatures in file order (parses every CMS: slow)."""
+        return list(self.reader.embedded_regular_signatures)
+
+    @property
+    def doc_timestamps(self) -> list[EmbeddedPdfSignature]:
+        return list(self.reader.embedded_timestamp_signatures)
 
 
 def read_record(pdf: bytes) -> RecordState:
@@ -74,13 +78,28 @@ def read_record(pdf: bytes) -> RecordState:
         plan = resolve_plan(spec, data, names)
     except (KeyError, TypeError) as exc:
         raise UnusableInput(f"Dữ liệu hồ sơ thiếu thông tin để lập kế hoạch ký: {exc}") from exc
-    sigs = list(reader.embedded_regular_signatures)
-    dts = list(reader.embedded_timestamp_signatures)
-    fields = tuple(name for name, _, _ in enumerate_sig_fields(reader, filled_status=None)
-                   if name)
+    fields, filled = _signature_fields(reader)
     return RecordState(reader=reader, data=data, data_bytes=raw, data_sha256=sha256_hex(raw),
-                       xmp=xmp, plan=plan, signatures=sigs, doc_timestamps=dts,
-                       field_names=fields)
+                       xmp=xmp, plan=plan, field_names=fields, filled_fields=filled)
+
+
+def _signature_fields(reader: PdfFileReader) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Names of the signature fields and of those already filled, without parsing any CMS
+    (reading every /Contents is most of the cost of a signing step otherwise)."""
+    names: list[str] = []
+    filled: list[str] = []
+    form = reader.root.get("/AcroForm")
+    if form is None:
+        return (), ()
+    for ref in form.get_object().get("/Fields", []):
+        fld = ref.get_object()
+        if fld.get("/FT") != "/Sig":
+            continue
+        name = str(fld.get("/T", ""))
+        names.append(name)
+        if "/V" in fld:
+            filled.append(name)
+    return tuple(names), tuple(filled)
 
 
 def require_data_lock(state: RecordState, expected_data_sha256: str | None) -> None:
