@@ -40,6 +40,10 @@ class FieldPlacement:
     tooltip: str
     page: int
     css_box: tuple[float, float, float, float]  # x1, y1, x2, y2 in CSS px, from top-left
+    # The plan's final signature locks the whole record (FieldMDP /All, DocMDP P=1). The lock
+    # is declared in the form itself: adding it at signing time would be a change that the
+    # earlier signatures' modification analysis rejects.
+    lock_all: bool = False
 
 
 def pdf_rect(css_box: Sequence[float], page_height_px: float) -> tuple[float, ...]:
@@ -141,6 +145,9 @@ class Finisher:
                 "P": page_ref,
                 "AP": pydyf.Dictionary({"N": appearance.reference}),
             })
+            if f.lock_all:
+                widget["Lock"] = pydyf.Dictionary({
+                    "Type": "/SigFieldLock", "Action": "/All", "P": 1})
             pdf.add_object(widget)
             if "Annots" not in page:
                 page["Annots"] = pydyf.Array()

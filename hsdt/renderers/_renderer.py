@@ -20,10 +20,11 @@ import weasyprint
 from weasyprint.text.fonts import FontConfiguration
 
 import hsdt
+from hsdt.domain.canonical import sha256_hex
 from hsdt.domain.errors import HsdtError
 from hsdt.domain.plans import ResolvedPlan
 from hsdt.domain.records import HOC_BA_THCS, Record
-from hsdt.renderers._pdf import Finisher, FieldPlacement, pdf_rect
+from hsdt.renderers._pdf import FieldPlacement, Finisher, pdf_rect
 from hsdt.renderers._view import build_view
 from hsdt.renderers._xml import record_xml
 from hsdt.renderers._xmp import DocInfo, xmp_packet
@@ -37,7 +38,8 @@ ATTACHMENT_DESCRIPTIONS = {
     RECORD_JSON: "Dữ liệu nguồn của hồ sơ (JSON chuẩn hoá, SHA-256 ghi trong XMP hsdt:dataSha256)",
     RECORD_XML: "Dữ liệu nguồn của hồ sơ (XML, urn:hsdt:record:1), cùng nội dung với record.json",
 }
-PRODUCER = f"HSĐT {hsdt.__version__} (WeasyPrint {weasyprint.__version__}, pydyf {pydyf.__version__})"
+PRODUCER = (f"HSĐT {hsdt.__version__} "
+            f"(WeasyPrint {weasyprint.__version__}, pydyf {pydyf.__version__})")
 CREATOR = f"HSĐT {hsdt.__version__}"
 
 
@@ -121,10 +123,17 @@ class Renderer:
             code="render_overflow")
 
     def render(self, record: Record, plan: ResolvedPlan) -> bytes:
+        """The record as PDF/A-3b bytes; the same record and plan always give the same bytes."""
         return self.render_layout(record, plan).pdf
 
     def render_layout(self, record: Record, plan: ResolvedPlan) -> RenderedRecord:
+        """Like :meth:`render`, plus where each signature field was put."""
         kind = _kind_for(record, plan)
+        data_bytes = record.data_bytes
+        if sha256_hex(data_bytes) != record.data_sha256:
+            # The XMP would then vouch for data the PDF does not carry.
+            raise HsdtError("Dữ liệu hồ sơ không khớp SHA-256 đã ghi (hồ sơ bị sửa sau khi cắt?).",
+                            code="render_data")
         with self._lock:
             document = self._layout(record, plan, kind)
             boxes = _signature_boxes(document, plan)
@@ -133,7 +142,8 @@ class Renderer:
             info = _doc_info(kind, record, when)
             hsdt_props = record_metadata(record)
             finisher = Finisher(
-                fields=[FieldPlacement(b.name, _tooltip(plan, b.name), b.page, b.css_box)
+                fields=[FieldPlacement(b.name, _tooltip(plan, b.name), b.page, b.css_box,
+                                       lock_all=plan.field(b.name).lock_all)
                         for b in boxes.values()],
                 info=info, xmp=xmp_packet(info, hsdt_props),
                 attachment_types=ATTACHMENT_TYPES,
@@ -143,7 +153,7 @@ class Renderer:
                 weasyprint.Attachment(file_obj=io.BytesIO(data), name=name,
                                       description=ATTACHMENT_DESCRIPTIONS[name],
                                       created=naive, modified=naive, relationship="Source")
-                for name, data in ((RECORD_JSON, record.data_bytes),
+                for name, data in ((RECORD_JSON, data_bytes),
                                    (RECORD_XML, record_xml(record.data)))]
             pdf = document.write_pdf(
                 pdf_variant=PDF_VARIANT, attachments=attachments, finisher=finisher,
