@@ -27,6 +27,7 @@ from pyhanko.sign.validation.pdf_embedded import (
 )
 from pyhanko_certvalidator import ValidationContext
 
+from hsdt.domain.errors import HsdtError
 from hsdt.domain.plans import ResolvedPlan
 from hsdt.signing.bindings import CertificateBindings
 from hsdt.signing.keys import fingerprint
@@ -122,9 +123,10 @@ class Verifier:
         problems: list[str] = []
         codes: list[str] = []
         sealed = bool(state.doc_timestamps)
-        vc = self._context(state, sealed)
+        vc, revocation = self._context(state, sealed)
         try:
-            sig_checks = [await self._check_signature(s, state.plan, vc) for s in state.signatures]
+            sig_checks = [await self._check_signature(s, state.plan, vc, revocation)
+                          for s in state.signatures]
             ts_checks = [await self._check_timestamp(t, vc) for t in state.doc_timestamps]
         finally:
             await vc.aclose()
@@ -172,7 +174,9 @@ class Verifier:
             network_used=self.online and not sealed, codes=tuple(codes),
         )
 
-    def _context(self, state: RecordState, sealed: bool) -> ValidationContext:
+    def _context(self, state: RecordState, sealed: bool) -> tuple[ValidationContext, bool]:
+        """The context and whether it can establish revocation status at all: from the DSS
+        of a sealed record, or online; offline without a DSS it cannot (and says so)."""
         kwargs: dict[str, Any] = {"trust_roots": self.trust_roots, "revocation_mode": "require",
                                   "retroactive_revinfo": True}
         if sealed:
@@ -181,16 +185,18 @@ class Verifier:
             except ValidationInfoReadingError:
                 dss = None
             if dss is not None:
-                return dss.as_validation_context({**kwargs, "allow_fetching": False})
-        return ValidationContext(**kwargs, allow_fetching=self.online)
+                return dss.as_validation_context({**kwargs, "allow_fetching": False}), True
+        if not self.online:
+            kwargs["revocation_mode"] = "soft-fail"
+        return ValidationContext(**kwargs, allow_fetching=self.online), self.online
 
     async def _check_signature(self, sig: EmbeddedPdfSignature, plan: ResolvedPlan,
-                               vc: ValidationContext) -> SignatureCheck:
+                               vc: ValidationContext, revocation: bool) -> SignatureCheck:
         name = sig.field_name
         problems: list[str] = []
         try:
             fa = plan.field(name)
-        except Exception:
+        except HsdtError:
             fa = None
             problems.append("ô chữ ký không thuộc kế hoạch ký của loại hồ sơ này")
         cert = sig.signer_cert
@@ -231,7 +237,7 @@ class Verifier:
             cert_sha256=fingerprint(cert),
             signing_time=ts.timestamp.astimezone(UTC).isoformat() if ts else None,
             intact=st.intact, valid=st.valid, trusted=st.trusted, timestamped=ts is not None,
-            revocation_checked=bool(st.trusted), modification_level=_level_name(level),
+            revocation_checked=bool(st.trusted) and revocation, modification_level=_level_name(level),
             bound_to_assignee=bound, problems=tuple(problems))
 
     async def _check_timestamp(self, sig: EmbeddedPdfSignature, vc: ValidationContext
@@ -279,7 +285,9 @@ def _order_problems(state: RecordState, checks: list[SignatureCheck]) -> list[st
     for c in checks:
         try:
             fa = state.plan.field(c.field)
-        except Exception:
+        except HsdtError:
+            if locked_by is not None:
+                out.append(f"Chữ ký «{c.field}» được thêm sau khi {locked_by} đã khoá hồ sơ.")
             continue
         if locked_by is not None:
             out.append(f"«{fa.label}» được ký sau khi {locked_by} đã khoá hồ sơ.")
