@@ -7,10 +7,10 @@ component makes the fixture fail with its name — tests never skip for it.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -47,6 +47,11 @@ class World:
     keys: dict[str, SigningKey]
 
     def key(self, name: str) -> SigningKey:
+        if os.environ.get("SOFTHSM2_CONF") != str(self.pki.softhsm_conf):
+            # Another test switched SoftHSM2 to its own token directory, which restarts the
+            # library and invalidates our sessions: open the token keys again.
+            for stale in [n for n, k in self.keys.items() if k.backend == "pkcs11"]:
+                del self.keys[stale]
         if name not in self.keys:
             self.keys[name] = open_identity(self.pki, self.pki.identity(name))
         return self.keys[name]

@@ -18,7 +18,7 @@ from pathlib import Path
 from hsdt.archive.store import ObjectStore
 from hsdt.domain.canonical import sha256_hex
 from hsdt.domain.errors import ArchiveError
-from hsdt.signing.verification import Verifier, VerificationReport
+from hsdt.signing.verification import VerificationReport, Verifier
 
 PERMANENT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
@@ -56,14 +56,17 @@ class Archive:
                                f"  - {reasons}", code="ingest_refused")
         digest = sha256_hex(pdf)
         key = f"records/{report.kind}/{digest[:2]}/{digest}.pdf"
-        meta = {"record-id": report.record_id, "kind": report.kind}
-        stored = self.store.put_locked(key, pdf, retain_until=self.retain_until, metadata=meta)
-        report_key = f"reports/{digest[:2]}/{digest}.json"
-        self.store.put_locked(report_key, _report_bytes(report), retain_until=self.retain_until,
-                              metadata={"record-id": report.record_id})
         existing = next((e for e in self.entries() if e.key == key), None)
         if existing is not None:
-            return existing, report
+            return existing, report  # delivered twice: stored once
+        meta = {"record-id": report.record_id, "kind": report.kind}
+        stored = self.store.put_locked(key, pdf, retain_until=self.retain_until, metadata=meta)
+        # The ingest report is named by its own digest: a retry after a crash stores its
+        # own report beside the first instead of colliding with it.
+        report_bytes = _report_bytes(report)
+        report_key = f"reports/{digest[:2]}/{digest}/{sha256_hex(report_bytes)}.json"
+        self.store.put_locked(report_key, report_bytes, retain_until=self.retain_until,
+                              metadata={"record-id": report.record_id})
         entry = ArchiveEntry(record_id=report.record_id, kind=report.kind,
                              student_code=report.student_code, school_code=report.school_code,
                              school_year=report.school_year, key=key, version_id=stored.version_id,

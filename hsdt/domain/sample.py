@@ -22,9 +22,9 @@ from hsdt.domain.schema import (
     ScoreTerm,
     Student,
     SubjectResult,
+    Teacher,
     TermBundle,
     TermRatings,
-    Teacher,
 )
 from hsdt.domain.subjects import Assessment, subjects_for
 

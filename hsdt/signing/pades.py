@@ -69,7 +69,7 @@ class _ConsistentMeta(DocumentMetadata):
 def _writer(pdf: bytes, when: datetime) -> IncrementalPdfFileWriter:
     """An incremental writer that keeps Info and XMP in agreement (PDF/A requires it)."""
     w = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
-    w._meta = _ConsistentMeta(when)  # noqa: SLF001 — pyHanko offers no setter
+    w._meta = _ConsistentMeta(when)
     info_ref = w.trailer.raw_get("/Info") if "/Info" in w.trailer else None
     if isinstance(info_ref, generic.IndirectObject):
         info = info_ref.get_object()

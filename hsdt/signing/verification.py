@@ -14,12 +14,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pikepdf
-from pikepdf.models.metadata import decode_pdf_date
 from asn1crypto import x509
+from pikepdf.models.metadata import decode_pdf_date
 from pyhanko.sign.diff_analysis import ModificationLevel
-from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.dss import DocumentSecurityStore
-from pyhanko.sign.validation.errors import ValidationInfoReadingError
+from pyhanko.sign.validation.errors import SignatureValidationError, ValidationInfoReadingError
 from pyhanko.sign.validation.pdf_embedded import (
     EmbeddedPdfSignature,
     async_validate_pdf_signature,
