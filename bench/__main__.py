@@ -7,6 +7,7 @@ import importlib.util
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -50,8 +51,14 @@ def _preflight() -> None:
         raise BenchError("softhsm2-util not found: install the Debian package 'softhsm2'")
 
 
+def _on_sigterm(signum: int, _frame: object) -> None:
+    # Unwind normally, so temporary directories go and child processes are stopped.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     rep = Reporter()
     t0 = time.perf_counter()
     try:

@@ -191,7 +191,7 @@ class Verifier:
 
     async def _check_signature(self, sig: EmbeddedPdfSignature, plan: ResolvedPlan,
                                vc: ValidationContext, revocation: bool) -> SignatureCheck:
-        name = sig.field_name
+        name = str(sig.field_name)
         problems: list[str] = []
         try:
             fa = plan.field(name)
@@ -245,7 +245,7 @@ class Verifier:
         try:
             st = await async_validate_pdf_timestamp(sig, validation_context=vc)
         except (SignatureValidationError, ValueError) as exc:
-            return TimestampCheck(sig.field_name, None, False, False, False, "UNKNOWN",
+            return TimestampCheck(str(sig.field_name), None, False, False, False, "UNKNOWN",
                                   (f"không kiểm tra được: {exc}",))
         if not (st.intact and st.valid):
             problems.append("dấu thời gian bị thay đổi hoặc không hợp lệ")
@@ -254,7 +254,7 @@ class Verifier:
         level = st.modification_level
         if level is not None and level > ModificationLevel.LTA_UPDATES:
             problems.append(f"có thay đổi sau dấu thời gian ({_LEVEL_VI.get(level, str(level))})")
-        return TimestampCheck(sig.field_name, st.timestamp.astimezone(UTC).isoformat(),
+        return TimestampCheck(str(sig.field_name), st.timestamp.astimezone(UTC).isoformat(),
                               st.intact, st.valid, st.trusted, _level_name(level), tuple(problems))
 
 
