@@ -28,8 +28,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true",
                    help="also sign one more record and verify three under cProfile, and print "
                         "where the time goes (as # comments)")
-    p.add_argument("--records", type=int, default=6,
-                   help="records signed end to end for the per-step figures (default 6; the "
+    p.add_argument("--records", type=int, default=7,
+                   help="records signed end to end for the per-step figures (default 7; the "
                         "first only warms each key up)")
     p.add_argument("--students", type=int, default=40, help="class size of the whole-class run")
     return p.parse_args(argv)

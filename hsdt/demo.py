@@ -20,6 +20,7 @@ from rich.table import Table
 from hsdt.archive.ingest import Archive
 from hsdt.archive.store import LocalWormStore
 from hsdt.domain.bundles import lock_bundle, locked_json
+from hsdt.domain.errors import HsdtError
 from hsdt.domain.plans import FieldAssignment, Role
 from hsdt.domain.records import records_for
 from hsdt.domain.sample import sample_bundle
@@ -94,6 +95,7 @@ def _run(out: Path, students: int, seed: int, console: Console, stack: ExitStack
     report_dir.mkdir(exist_ok=True)
 
     rows = []
+    failures: list[tuple[object, str]] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
@@ -106,9 +108,22 @@ def _run(out: Path, students: int, seed: int, console: Console, stack: ExitStack
         t_sign = progress.add_task("Ký số theo kế hoạch", total=n_sigs)
         t_arch = progress.add_task("Niêm phong, lưu trữ, xác minh", total=len(records))
         for rec, pdf in zip(records, rendered, strict=True):
-            sealed = sign_all(signer, rec, pdf, key_for,
-                              on_signature=lambda _f: progress.advance(t_sign))
-            entry, report = archive.ingest(sealed)
+            # One record failing must not lose the others: keep what it produced, say why,
+            # and go on with the class.
+            sealed = b""
+            try:
+                sealed = sign_all(signer, rec, pdf, key_for,
+                                  on_signature=lambda _f: progress.advance(t_sign))
+                entry, report = archive.ingest(sealed)
+            except HsdtError as exc:
+                failures.append((rec, exc.message))
+                rejected = out / "rejected"
+                rejected.mkdir(exist_ok=True)
+                (rejected / f"{rec.student.code}.pdf").write_bytes(sealed or pdf)
+                (rejected / f"{rec.student.code}.txt").write_text(exc.message, encoding="utf-8")
+                progress.console.print(f"[red]Lỗi[/] {rec.student.full_name}: {exc.message}")
+                progress.advance(t_arch)
+                continue
             fname = f"{rec.student.code}.pdf"
             (pdf_dir / fname).write_bytes(sealed)
             (report_dir / f"{rec.student.code}.json").write_text(
@@ -126,6 +141,9 @@ def _run(out: Path, students: int, seed: int, console: Console, stack: ExitStack
                       str(len(report.signatures)), f"{size / 1024:.0f} KB",
                       "[green]hợp lệ[/]" if report.valid else "[red]không hợp lệ[/]")
     console.print(table)
+    if failures:
+        console.print(f"[red]{len(failures)} hồ sơ không hoàn tất[/]; xem thư mục "
+                      f"{out / 'rejected'}.")
     console.print(f"Đã lưu trữ {len(rows)} hồ sơ, đọc lại và xác minh hợp lệ {verified}/"
                   f"{len(rows)} — {elapsed:.1f} giây. Thư mục: {out}")
     return DemoResult(records=len(records), archived=len(rows), verified=verified,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pyhanko.pdf_utils.misc import PdfReadError
@@ -45,12 +46,12 @@ class RecordState:
         return self.data_sha256 == self.xmp.get("dataSha256") and (
             self.data.get("bundle_lock", {}).get("sha256") == self.xmp.get("bundleSha256"))
 
-    @property
+    @cached_property
     def signatures(self) -> list[EmbeddedPdfSignature]:
         """Approval and certification signatures in file order (parses every CMS: slow)."""
         return list(self.reader.embedded_regular_signatures)
 
-    @property
+    @cached_property
     def doc_timestamps(self) -> list[EmbeddedPdfSignature]:
         return list(self.reader.embedded_timestamp_signatures)
 
