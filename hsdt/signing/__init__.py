@@ -1,0 +1,5 @@
+"""Signing: signer backends, plan and certificate policy, PAdES, verification."""
+
+from hsdt.signing import _speedups
+
+_speedups.install()

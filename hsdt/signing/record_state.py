@@ -47,13 +47,17 @@ class RecordState:
             self.data.get("bundle_lock", {}).get("sha256") == self.xmp.get("bundleSha256"))
 
     @cached_property
-    def signatures(self) -> list[EmbeddedPdfSignature]:
-        """Approval and certification signatures in file order (parses every CMS: slow)."""
-        return list(self.reader.embedded_regular_signatures)
+    def _all_signatures(self) -> list[EmbeddedPdfSignature]:
+        return list(self.reader.embedded_signatures)  # parses every CMS: read once
 
-    @cached_property
+    @property
+    def signatures(self) -> list[EmbeddedPdfSignature]:
+        """Approval and certification signatures in file order."""
+        return [s for s in self._all_signatures if s.sig_object_type != "/DocTimeStamp"]
+
+    @property
     def doc_timestamps(self) -> list[EmbeddedPdfSignature]:
-        return list(self.reader.embedded_timestamp_signatures)
+        return [s for s in self._all_signatures if s.sig_object_type == "/DocTimeStamp"]
 
 
 def read_record(pdf: bytes) -> RecordState:
