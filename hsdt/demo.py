@@ -76,7 +76,7 @@ def _run(out: Path, students: int, seed: int, console: Console, stack: ExitStack
     with console.status("Tạo hạ tầng khoá thử nghiệm (CA, TSA, OCSP, CRL, SoftHSM2)…"):
         pki = testpki.provision(out / "pki", people, bundle.school.code, bundle.school.name,
                                 hsm_people={bundle.school.principal_id})
-        stack.enter_context(testpki.serve(pki))
+        stack.enter_context(testpki.serve(pki, mode="subprocess"))
     keys: dict[str, SigningKey] = {}
 
     def key_for(f: FieldAssignment) -> SigningKey:
