@@ -1434,7 +1434,8 @@ class _SubprocessAnimator:
         self._log = pki.workdir / "animator.log"
 
     def start(self, timeout: float) -> None:
-        cmd = [sys.executable, "-m", "hsdt.signing.testpki", str(self.pki.workdir)]
+        cmd = [sys.executable, "-m", "hsdt.signing.testpki", str(self.pki.workdir),
+               "--port", str(self.pki.port)]
         if self.web_ui:
             cmd.append("--web-ui")
         with self._log.open("wb") as log:
@@ -1592,9 +1593,10 @@ def _serve_main(argv: Sequence[str]) -> None:
     from certomancer.integrations.aiohttp_animator import build_animator_app
 
     pki = load(Path(argv[0]))
+    port = int(argv[argv.index("--port") + 1]) if "--port" in argv else pki.port
     with _fast_certomancer_crypto():
         app = build_animator_app(_load_archs(pki.workdir), with_web_ui="--web-ui" in argv)
-        web.run_app(app, host=pki.host, port=pki.port, access_log=None, print=None,
+        web.run_app(app, host=pki.host, port=port, access_log=None, print=None,
                     reuse_address=True, handle_signals=True)
 
 
