@@ -55,7 +55,7 @@ class _ConsecutiveDiffPolicy(StandardDiffPolicy):
     def __init__(self) -> None:
         super().__init__(global_rules=DEFAULT_DIFF_POLICY.global_rules,
                          form_rule=DEFAULT_DIFF_POLICY.form_rule)
-        self._cache: dict[tuple[int, str, object], DiffResult | SuspiciousModification] = {}
+        self._cache: dict[tuple[int, str], DiffResult | SuspiciousModification] = {}
         self._resolvers: dict[int, HistoricalResolver] = {}
 
     def _resolver(self, reader: PdfFileReader, rev: int) -> HistoricalResolver:
@@ -72,7 +72,9 @@ class _ConsecutiveDiffPolicy(StandardDiffPolicy):
         level = ModificationLevel.NONE
         changed: set[str] = set()
         for rev in range(base + 1, reader.xrefs.total_revisions):
-            key = (rev, repr(field_mdp_spec), doc_mdp)
+            # apply() reads doc_mdp only to warn about level 3; the verdict for the DocMDP
+            # level is taken by the caller, so one result per (revision, field lock) serves all.
+            key = (rev, repr(field_mdp_spec))
             result = self._cache.get(key)
             if result is None:
                 try:
