@@ -126,6 +126,7 @@ class Finisher:
         fields = pydyf.Array()
         for f in self.fields:
             page = pdf.objects[kids[3 * f.page]]
+            page_ref = page.reference
             x1, y1, x2, y2 = pdf_rect(f.css_box, document.pages[f.page].height)
             appearance = pydyf.Stream([], pydyf.Dictionary({
                 "Type": "/XObject", "Subtype": "/Form",
@@ -141,8 +142,7 @@ class Finisher:
                 "TU": pydyf.String(f.tooltip),
                 "F": ANNOT_PRINT,
                 "Rect": pydyf.Array([x1, y1, x2, y2]),
-                # no /P back to the page: optional for widgets, and each back-reference
-                # multiplies the object paths that modification analysis walks per revision
+                "P": page_ref,
                 "AP": pydyf.Dictionary({"N": appearance.reference}),
             })
             if f.lock_all:

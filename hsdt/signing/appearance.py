@@ -8,6 +8,7 @@ signature only adds a few small objects that reference those prepared bytes.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 import zlib
@@ -29,6 +30,9 @@ VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 _FONT_PATH = FONTS_DIR / "NotoSerif-Regular.ttf"
 # Characters every stamp may need, so a signer's subset serves every date and time.
 _ALWAYS = set("0123456789/:.,-() ") | set("Ký bởi:Ngày ký:GMT+7")
+# Each signer's appearance embeds its own small subset. One shared font for all signers
+# was tried: the file is smaller, but every appearance then leads to the same large glyph
+# table, and pyHanko's modification analysis walks each path to it in every revision.
 
 
 def stamp_lines(signer_name: str, when: datetime) -> tuple[str, ...]:
@@ -83,7 +87,7 @@ def _subset_for(chars: frozenset[str]) -> _FontSubset:
         out = io.BytesIO()
         font.save(out)
         raw = out.getvalue()
-    tag = "HSDT" + "".join(chr(65 + (b % 26)) for b in raw[:2])
+    tag = "HSDT" + "".join(chr(65 + (b % 26)) for b in hashlib.sha256(raw).digest()[:2])
     base = "NotoSerif-Regular"
     cmap_lines = "\n".join(f"<{gid:04X}> <{c.encode('utf-16-be').hex().upper()}>"
                            for c, gid in sorted(gid_of.items(), key=lambda kv: kv[1]))
@@ -130,10 +134,9 @@ def _font_objects(writer: BasePdfFileWriter, fs: _FontSubset) -> generic.Indirec
         n("/StemV"): generic.NumberObject(80),
         n("/FontFile2"): font_file,
     }))
-    w = generic.ArrayObject()
-    for gid in sorted(fs.widths):
-        w.append(generic.NumberObject(gid))
-        w.append(generic.ArrayObject([generic.NumberObject(fs.widths[gid])]))
+    # Subset glyph ids run 0..n-1, so one "0 [w0 … wn-1]" run covers them all.
+    w = generic.ArrayObject([generic.NumberObject(0), generic.ArrayObject(
+        generic.NumberObject(fs.widths[gid]) for gid in range(len(fs.widths)))])
     cid_font = writer.add_object(generic.DictionaryObject({
         n("/Type"): n("/Font"), n("/Subtype"): n("/CIDFontType2"),
         n("/BaseFont"): n("/" + fs.ps_name),
@@ -181,8 +184,8 @@ class _PrebuiltStamp:
         self.writer, self.box, self.lines, self.color = writer, box, lines, color
 
     def apply_appearance(self, annot: generic.DictionaryObject) -> None:
-        chars = frozenset(_ALWAYS | {c for line in self.lines for c in line})
-        fs = _subset_for(chars)
+        fs = _subset_for(frozenset(_ALWAYS | {c for line in self.lines for c in line}))
+        font_ref = _font_objects(self.writer, fs)
         w, h = float(self.box.width), float(self.box.height)
         content = _layout(fs, self.lines, w, h, self.color)
         n = generic.NameObject
@@ -191,7 +194,7 @@ class _PrebuiltStamp:
             n("/BBox"): generic.ArrayObject([generic.FloatObject(0), generic.FloatObject(0),
                                              generic.FloatObject(w), generic.FloatObject(h)]),
             n("/Resources"): generic.DictionaryObject({
-                n("/Font"): generic.DictionaryObject({n("/F1"): _font_objects(self.writer, fs)}),
+                n("/Font"): generic.DictionaryObject({n("/F1"): font_ref}),
             }),
         }, compressed=True)
         annot[n("/AP")] = generic.DictionaryObject({n("/N"): self.writer.add_object(xobj)})

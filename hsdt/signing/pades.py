@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from asn1crypto import cms, x509
-from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.metadata.model import VENDOR, DocumentMetadata
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import MDPPerm, SigSeedSubFilter
-from pyhanko.sign.signers.pdf_signer import PdfSignatureMetadata, PdfSigner, PdfTimeStamper
+from pyhanko.sign.signers.pdf_signer import (
+    PdfSignatureMetadata,
+    PdfSigner,
+    PdfTimeStamper,
+    TimestampDSSContentSettings,
+)
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko.sign.validation.dss import DocumentSecurityStore, collect_validation_info
 from pyhanko_certvalidator import ValidationContext
@@ -53,30 +55,17 @@ class SigningEnvironment:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
-class _ConsistentMeta(DocumentMetadata):
-    """pyHanko stamps 'now' separately into Info and XMP; pin one instant for both."""
+def _writer(pdf: bytes) -> IncrementalPdfFileWriter:
+    """An incremental writer that leaves the document's metadata as the renderer wrote it.
 
-    def __init__(self, when: datetime) -> None:
-        object.__setattr__(self, "_pinned", when)
-        super().__init__()
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name == "last_modified" and value == "now":
-            value = self._pinned  # type: ignore[attr-defined]
-        object.__setattr__(self, name, value)
-
-
-def _writer(pdf: bytes, when: datetime) -> IncrementalPdfFileWriter:
-    """An incremental writer that keeps Info and XMP in agreement (PDF/A requires it)."""
+    pyHanko rewrites the whole XMP packet and the Info dictionary on every increment (new
+    ModDate and Producer, stamped separately, so the two can disagree — PDF/A forbids
+    that). A signature or a timestamp does not change what the record says, so neither is
+    touched: they stay consistent by construction, and each of the sixteen revisions of a
+    record is some 8 KB smaller.
+    """
     w = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
-    w._meta = _ConsistentMeta(when)
-    info_ref = w.trailer.raw_get("/Info") if "/Info" in w.trailer else None
-    if isinstance(info_ref, generic.IndirectObject):
-        info = info_ref.get_object()
-        if info.get("/Producer") != VENDOR:
-            # pyHanko writes VENDOR as XMP pdf:Producer; the Info entry must say the same.
-            info[pdf_name("/Producer")] = generic.TextStringObject(VENDOR)
-            w.mark_update(info_ref)
+    w._update_meta = lambda: None  # type: ignore[method-assign]
     return w
 
 
@@ -143,7 +132,7 @@ class RecordSigner:
         self.check_certificate(key, target)
 
         now = self.env.clock()
-        w = _writer(pdf, now)
+        w = _writer(pdf)
         if target.lock_all:
             _require_field_lock(state.reader, field_name)
         meta = PdfSignatureMetadata(
@@ -189,11 +178,14 @@ class RecordSigner:
             return paths
 
         paths = self._runner.run(_collect())
-        w = _writer(pdf, self.env.clock())
+        w = _writer(pdf)
         DocumentSecurityStore.supply_dss_in_writer(w, None, paths=paths, validation_context=vc)
         stamper = PdfTimeStamper(self._timestamper, field_name="ArchiveTimestamp1")
+        # The TSA's own validation data goes into the same revision, before the timestamp:
+        # the sealed file then ends with the document timestamp, covered entirely.
         out = self._runner.run(stamper.async_timestamp_pdf(
-            w, md_algorithm="sha256", validation_context=vc, bytes_reserved=12_000))
+            w, md_algorithm="sha256", validation_context=vc, bytes_reserved=12_000,
+            dss_settings=TimestampDSSContentSettings(update_before_ts=True, include_vri=False)))
         return out.getvalue()
 
 
