@@ -39,7 +39,6 @@ from hsdt.signing.keys import SigningKey
 from hsdt.signing.record_state import read_record, require_data_lock
 
 _RESERVE_MARGIN = 1024  # TST sizes vary a little between tokens
-_FIRST_RESERVE = 32_000
 _CERT_CHECK_TTL_S = 300.0
 _SEAL_COLOR = (0.7, 0.0, 0.0)
 _PERSON_COLOR = (0.0, 0.0, 0.55)
@@ -147,7 +146,9 @@ class RecordSigner:
         style = VietnameseStampStyle(stamp_lines(key.subject_name, now),
                                      _SEAL_COLOR if is_seal else _PERSON_COLOR)
         signer = PdfSigner(meta, key.signer, timestamper=self._timestamper, stamp_style=style)
-        reserved = self._reserved.get(key.fingerprint, _FIRST_RESERVE)
+        # First signature of a key: pyHanko sizes the CMS with a dry run; later ones reserve
+        # what the first actually needed.
+        reserved = self._reserved.get(key.fingerprint)
         out = self._runner.run(signer.async_sign_pdf(w, existing_fields_only=True,
                                                      bytes_reserved=reserved))
         result = out.getvalue()
