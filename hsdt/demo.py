@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +89,8 @@ def _run(out: Path, students: int, seed: int, console: Console, stack: ExitStack
                              bindings=CertificateBindings(pki.bindings()))
     signer = stack.enter_context(RecordSigner(env))
     verifier = Verifier(trust_roots=pki.trust_roots(), bindings=env.bindings, online=False)
-    archive = Archive(LocalWormStore(out / "archive"), out / "archive" / "index.jsonl", verifier)
+    archive = stack.enter_context(closing(Archive(LocalWormStore(out / "archive"), out / "archive",
+                                                   verifier)))
     pdf_dir, report_dir = out / "records", out / "reports"
     pdf_dir.mkdir(exist_ok=True)
     report_dir.mkdir(exist_ok=True)

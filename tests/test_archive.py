@@ -17,7 +17,7 @@ from hsdt.workflow import render
 
 
 def _archive(world: World, root: Path) -> Archive:
-    return Archive(LocalWormStore(root), root / "index.jsonl", world.verifier(online=False))
+    return Archive(LocalWormStore(root), root, world.verifier(online=False))
 
 
 def test_ingest_verifies_and_stores_under_content_key(world: World, sealed: bytes,
@@ -29,15 +29,15 @@ def test_ingest_verifies_and_stores_under_content_key(world: World, sealed: byte
     assert entry.student_code == world.records[0].student.code
     assert entry.retain_until.startswith("9999")
     assert archive.get(entry) == sealed
-    again, _ = archive.ingest(sealed)  # redelivery: same bytes, same entry, one index line
-    assert again == entry and len(list(archive.entries())) == 1
+    again, _ = archive.ingest(sealed)  # redelivery: same bytes, same entry, one index row
+    assert again == entry and len(archive.entries()) == 1 and archive.log.size == 1
 
 
 def test_ingest_refuses_an_unsigned_record(world: World, tmp_path: Path) -> None:
     archive = _archive(world, tmp_path)
     with pytest.raises(ArchiveError, match="chưa hợp lệ"):
         archive.ingest(render(world.records[1]))
-    assert list(archive.entries()) == []
+    assert archive.entries() == [] and archive.log.size == 0
     assert not list((tmp_path / "objects").rglob("*.pdf"))
 
 

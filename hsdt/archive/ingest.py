@@ -1,98 +1,172 @@
-"""Ingest: a record enters the archive only after it verifies against its plan.
+"""The archive service: verify, store write-once, log, index — in an order that survives a crash.
 
-Order matters for "nothing lost, nothing half-written": the object is stored (write-once,
-idempotent for identical bytes) before the index line is appended, so a crash between the
-two leaves an object the next ingest or the audit re-indexes, never an index entry that
-points at nothing.
+1. the record must verify against its plan (nothing unverified enters the archive);
+2. the PDF goes to the object store under its content address (write-once; the same bytes
+   again are a no-op, so a redelivered task or a re-run stores nothing twice);
+3. the event is appended to the transparency log (durable before we go on);
+4. the index row and a PREMIS-style event commit in one SQLite transaction.
+
+A crash after 2 leaves an object the next ingest of the same record adopts; a crash after
+3 leaves a log event that :meth:`Archive.recover` turns into its index row. Neither leaves
+a duplicate or loses a record. The index is a finding aid; the store and the log are the
+evidence, and `hsdt audit log` checks the three against each other.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hsdt.archive.index import ArchiveEntry, ArchiveIndex
 from hsdt.archive.store import ObjectStore
-from hsdt.domain.canonical import sha256_hex
+from hsdt.archive.tlog import TransparencyLog
+from hsdt.domain.canonical import canonical_json, sha256_hex
 from hsdt.domain.errors import ArchiveError
 from hsdt.signing.verification import VerificationReport, Verifier
 
 PERMANENT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+LOG_EVENT_SCHEMA = "hsdt.archive-event/1"
 
 
-@dataclass(frozen=True)
-class ArchiveEntry:
-    record_id: str
-    kind: str
-    student_code: str
-    school_code: str
-    school_year: str
-    key: str
-    version_id: str
-    sha256: str
-    size: int
-    retain_until: str
-    stored_at: str
-    report_key: str
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def record_key(kind: str, digest: str) -> str:
+    return f"records/{kind}/{digest[:2]}/{digest}.pdf"
+
+
+def load_or_create_log_key(path: Path) -> Ed25519PrivateKey:
+    """The service's log key (embedded default: a file beside the archive, created once).
+
+    Production keeps it on the HSM or in a secret store; auditors only ever need the public
+    half, exported with the tree heads.
+    """
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ArchiveError(f"Khoá nhật ký {path} không phải Ed25519.", code="bad_log_key")
+        return key
+    key = Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "xb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()))
+    path.chmod(0o600)
+    return key
 
 
 class Archive:
-    def __init__(self, store: ObjectStore, index_path: Path, verifier: Verifier,
-                 retain_until: datetime = PERMANENT) -> None:
+    """Write-once archive of verified records, with an index and a transparency log."""
+
+    def __init__(self, store: ObjectStore, root: Path, verifier: Verifier,
+                 retain_until: datetime = PERMANENT, log_key: Ed25519PrivateKey | None = None
+                 ) -> None:
         self.store = store
-        self.index_path = index_path
+        self.root = root
         self.verifier = verifier
         self.retain_until = retain_until
-        index_path.parent.mkdir(parents=True, exist_ok=True)
+        self.index = ArchiveIndex(root / "index.sqlite3")
+        self.log = TransparencyLog.open(root / "log", signing_key=log_key
+                                        or load_or_create_log_key(root / "log.key"))
+        self.recover()
 
-    def ingest(self, pdf: bytes) -> tuple[ArchiveEntry, VerificationReport]:
+    def close(self) -> None:
+        self.index.close()
+
+    # -- ingest ----------------------------------------------------------------------------
+    def ingest(self, pdf: bytes, *, supersedes: str | None = None
+               ) -> tuple[ArchiveEntry, VerificationReport]:
         report = self.verifier.verify(pdf)
         if not report.valid:
             reasons = "\n  - ".join(report.problems)
             raise ArchiveError(f"Hồ sơ {report.record_id} không được lưu trữ vì chưa hợp lệ:\n"
                                f"  - {reasons}", code="ingest_refused")
         digest = sha256_hex(pdf)
-        key = f"records/{report.kind}/{digest[:2]}/{digest}.pdf"
-        existing = next((e for e in self.entries() if e.key == key), None)
+        existing = self.index.by_sha(digest)
         if existing is not None:
             return existing, report  # delivered twice: stored once
-        meta = {"record-id": report.record_id, "kind": report.kind}
-        stored = self.store.put_locked(key, pdf, retain_until=self.retain_until, metadata=meta)
-        # The ingest report is named by its own digest: a retry after a crash stores its
-        # own report beside the first instead of colliding with it.
-        report_bytes = _report_bytes(report)
+        old = self.index.by_sha(supersedes) if supersedes else None
+        if supersedes and old is None:
+            raise ArchiveError(f"Không có hồ sơ {supersedes} để thay thế.", code="not_found")
+        if old is not None and old.record_id != report.record_id:
+            raise ArchiveError("Hồ sơ thay thế phải cùng mã hồ sơ với hồ sơ cũ "
+                               f"({old.record_id} ≠ {report.record_id}).", code="supersede_mismatch")
+        key = record_key(report.kind, digest)
+        stored = self.store.put_locked(key, pdf, retain_until=self.retain_until,
+                                       metadata={"record-id": report.record_id, "kind": report.kind})
+        report_bytes = json.dumps(report.to_json(), ensure_ascii=False, sort_keys=True).encode()
         report_key = f"reports/{digest[:2]}/{digest}/{sha256_hex(report_bytes)}.json"
         self.store.put_locked(report_key, report_bytes, retain_until=self.retain_until,
                               metadata={"record-id": report.record_id})
-        entry = ArchiveEntry(record_id=report.record_id, kind=report.kind,
-                             student_code=report.student_code, school_code=report.school_code,
-                             school_year=report.school_year, key=key, version_id=stored.version_id,
-                             sha256=stored.sha256, size=stored.size,
-                             retain_until=stored.retain_until, stored_at=stored.stored_at,
-                             report_key=report_key)
-        with open(self.index_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(asdict(entry), ensure_ascii=False, sort_keys=True) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        return entry, report
+        revision = 1 + sum(1 for e in self.index.search(record_id=report.record_id)
+                           if e.renewed_from is None)
+        entry = ArchiveEntry(
+            sha256=digest, record_id=report.record_id, kind=report.kind,
+            student_code=report.student_code, school_code=report.school_code,
+            school_year=report.school_year, revision=revision, key=key,
+            version_id=stored.version_id, size=stored.size, retain_until=stored.retain_until,
+            stored_at=stored.stored_at, report_key=report_key, log_index=-1)
+        event = {"type": "supersede" if old else "ingest", "entry": asdict(entry),
+                 "supersedes": old.sha256 if old else None}
+        return self._commit(event), report
 
-    def entries(self) -> Iterator[ArchiveEntry]:
-        try:
-            with open(self.index_path, encoding="utf-8") as fh:
-                for line in fh:
-                    if line.strip():
-                        yield ArchiveEntry(**json.loads(line))
-        except FileNotFoundError:
-            return
+    # -- the log and the index, together ---------------------------------------------------
+    def _commit(self, event: dict[str, Any]) -> ArchiveEntry:
+        event = {"schema": LOG_EVENT_SCHEMA, "at": _now(), **event}
+        log_index = self.log.append(canonical_json(event))
+        return self._index_event(log_index, event)
+
+    def _index_event(self, log_index: int, event: dict[str, Any]) -> ArchiveEntry:
+        data = dict(event["entry"], log_index=log_index)
+        entry = ArchiveEntry(**data)
+        with self.index.transaction() as conn:
+            self.index.add(entry, conn)
+            if event.get("supersedes"):
+                self.index.mark_superseded(event["supersedes"], entry.sha256, conn)
+            premis = {"ingest": "ingestion", "supersede": "ingestion",
+                      "renewal": "migration"}.get(event["type"], event["type"])
+            self.index.add_event(entry.sha256, premis, event["at"], "success",
+                                 f"log #{log_index}", log_index, conn)
+            self.index.set_state("log_indexed", str(log_index), conn)
+        return entry
+
+    def recover(self) -> int:
+        """Index every log event that a crash left unindexed. Returns how many."""
+        done = int(self.index.get_state("log_indexed") or -1)
+        fixed = 0
+        for i in range(done + 1, self.log.size):
+            event = json.loads(self.log.entry(i))
+            if self.index.by_log_index(i) is not None or "entry" not in event:
+                continue
+            if self.index.by_sha(event["entry"]["sha256"]) is not None:
+                continue
+            self.store.head(event["entry"]["key"], event["entry"]["version_id"])
+            self._index_event(i, event)
+            fixed += 1
+        return fixed
+
+    # -- reading ---------------------------------------------------------------------------
+    def entries(self) -> list[ArchiveEntry]:
+        return self.index.all()
 
     def get(self, entry: ArchiveEntry) -> bytes:
-        return self.store.get(entry.key, entry.version_id)
+        data = self.store.get(entry.key, entry.version_id)
+        if sha256_hex(data) != entry.sha256:
+            raise ArchiveError(f"«{entry.key}» không khớp SHA-256 trong chỉ mục.",
+                               code="fixity_failed")
+        return data
 
-
-def _report_bytes(report: VerificationReport) -> bytes:
-    # A stored report records what was verified at ingest; the archivist re-verifies on read.
-    return json.dumps(report.to_json(), ensure_ascii=False, indent=2, sort_keys=True).encode()
-
+    def inclusion(self, entry: ArchiveEntry) -> dict[str, Any]:
+        """Evidence that the entry's event is in the log: proof against a signed tree head."""
+        sth = self.log.signed_tree_head()
+        proof = self.log.inclusion_proof(entry.log_index, sth.size)
+        return {"log_index": entry.log_index, "tree_size": sth.size,
+                "leaf_hash": self.log.leaf(entry.log_index).hex(),
+                "proof": [p.hex() for p in proof], "tree_head": sth.to_json()}

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -33,16 +33,24 @@ class StoredObject:
 
 
 class ObjectStore(Protocol):
-    """What every archive backend offers. There is deliberately no delete."""
+    """What every archive backend offers. There is deliberately no delete.
+
+    Retention only ever grows: `extend_retention` pushes a version's retain-until date later
+    (the renewal job keeps "permanent" records ahead of the provider's maximum) and refuses
+    an earlier date, as S3 Object Lock in COMPLIANCE mode does.
+    """
 
     def put_locked(self, key: str, data: bytes, *, retain_until: datetime,
-                   metadata: dict[str, str] | None = None) -> StoredObject: ...
+                   metadata: dict[str, str] | None = None,
+                   legal_hold: bool = False) -> StoredObject: ...
 
     def get(self, key: str, version_id: str | None = None) -> bytes: ...
 
     def head(self, key: str, version_id: str | None = None) -> StoredObject: ...
 
     def versions(self, key: str) -> list[StoredObject]: ...
+
+    def extend_retention(self, key: str, version_id: str, until: datetime) -> StoredObject: ...
 
 
 def _iso(dt: datetime) -> str:
@@ -68,7 +76,10 @@ class LocalWormStore:
         return obj, obj.with_name(obj.name + ".meta.json")
 
     def put_locked(self, key: str, data: bytes, *, retain_until: datetime,
-                   metadata: dict[str, str] | None = None) -> StoredObject:
+                   metadata: dict[str, str] | None = None,
+                   legal_hold: bool = False) -> StoredObject:
+        # legal_hold is accepted for the protocol's sake: a local WORM file is never deleted
+        # by this store, so a hold adds nothing here.
         obj, meta = self._paths(key)
         digest = hashlib.sha256(data).hexdigest()
         if meta.exists():
@@ -117,7 +128,7 @@ class LocalWormStore:
             data = obj.read_bytes()
         except FileNotFoundError:
             raise ArchiveError(f"Tệp của «{key}» đã mất khỏi kho (sự cố toàn vẹn).",
-                               code="fixity_failed") from None
+                               code="object_missing") from None
         if hashlib.sha256(data).hexdigest() != stored.sha256:
             raise ArchiveError(f"«{key}» không khớp SHA-256 đã ghi: dữ liệu đã bị thay đổi.",
                                code="fixity_failed")
@@ -128,3 +139,30 @@ class LocalWormStore:
             return [self.head(key)]
         except ArchiveError:
             return []
+
+    def extend_retention(self, key: str, version_id: str, until: datetime) -> StoredObject:
+        """Push the recorded retain-until date later; an earlier date is refused.
+
+        The metadata file is replaced atomically (a new read-only file renamed over the old
+        one) so a crash leaves either the old date or the new one, never a torn file.
+        """
+        if until.tzinfo is None:
+            raise ArchiveError("Ngày lưu giữ phải có múi giờ (timezone-aware).", code="bad_retention")
+        stored = self.head(key, version_id)
+        wanted = _iso(until)
+        if wanted == stored.retain_until:
+            return stored
+        if wanted < stored.retain_until:  # same fixed-width ISO format: text order is time order
+            raise ArchiveError(
+                f"Không thể rút ngắn thời hạn lưu giữ của «{key}» từ {stored.retain_until} "
+                f"xuống {wanted} (retention can only be extended).", code="retention_shortening_refused")
+        _, meta = self._paths(key)
+        extended = replace(stored, retain_until=wanted)
+        tmp = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
+        with open(tmp, "x", encoding="utf-8") as fh:
+            json.dump(asdict(extended), fh, ensure_ascii=False, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, meta)
+        return extended

@@ -1,0 +1,187 @@
+"""Audits: the store, the index and the transparency log checked against each other.
+
+`audit_log` names every mismatch a century of custody could produce — a record missing,
+replaced or with a flipped bit, an index row edited, a log entry removed, an object added
+behind the service's back. `fixity_audit` re-reads objects (all, or a sample) and records a
+PREMIS-style event for each; it keeps a cursor so a sweep interrupted halfway resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from hsdt.archive.index import ArchiveEntry
+from hsdt.archive.ingest import Archive
+from hsdt.archive.store import LocalWormStore
+from hsdt.domain.canonical import sha256_hex
+from hsdt.domain.errors import ArchiveError
+
+_COMPARED = ("record_id", "kind", "student_code", "school_code", "school_year", "key",
+             "version_id", "size", "retain_until")
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    message: str
+    key: str | None = None
+    log_index: int | None = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def audit_log(archive: Archive) -> list[Finding]:
+    """Every disagreement between log, index and store; an empty list means all clean."""
+    out: list[Finding] = []
+    log, index = archive.log, archive.index
+    bad = log.verify_integrity()
+    if bad is not None:
+        out.append(Finding("log_corrupt", f"Nhật ký minh bạch bị sửa hoặc hỏng từ mục #{bad}.",
+                           log_index=bad))
+    out += _tree_head_findings(archive)
+    logged: dict[str, int] = {}
+    logged_keys: set[tuple[str, str]] = set()
+    for i in range(log.size):
+        try:
+            event = json.loads(log.entry(i))
+        except (ValueError, UnicodeDecodeError):
+            out.append(Finding("log_corrupt", f"Mục nhật ký #{i} không đọc được.", log_index=i))
+            continue
+        e = event.get("entry")
+        if not e:
+            continue
+        logged[e["sha256"]] = i
+        logged_keys.add((e["key"], e["version_id"]))
+        row = index.by_sha(e["sha256"])
+        if row is None:
+            out.append(Finding("index_missing", f"Hồ sơ {e['record_id']} có trong nhật ký (#{i}) "
+                               "nhưng không có trong chỉ mục.", e["key"], i))
+        else:
+            changed = [c for c in _COMPARED if str(getattr(row, c)) != str(e[c])]
+            if row.log_index != i:
+                changed.append("log_index")
+            if changed:
+                out.append(Finding("index_altered", f"Dòng chỉ mục của {e['record_id']} đã bị sửa "
+                                   f"({', '.join(changed)} khác nhật ký #{i}).", e["key"], i))
+        out += _object_findings(archive, e["key"], e["version_id"], e["sha256"], i)
+    for row in index.all():
+        if row.sha256 not in logged:
+            out.append(Finding("index_outside_log", f"Chỉ mục có hồ sơ {row.record_id} "
+                               f"(#{row.log_index}) mà nhật ký không ghi nhận.", row.key,
+                               row.log_index))
+    for key, version in _stored_records(archive):
+        if (key, version) not in logged_keys:
+            out.append(Finding("object_outside_log", f"Kho có đối tượng «{key}» (phiên bản {version}) "
+                               "không được ghi trong nhật ký: thêm vào ngoài dịch vụ.", key))
+    return out
+
+
+def _object_findings(archive: Archive, key: str, version: str, digest: str, i: int) -> list[Finding]:
+    try:
+        data = archive.store.get(key, version)
+    except ArchiveError as exc:
+        missing = exc.code in ("not_found", "object_missing")
+        code = "object_missing" if missing else "object_altered"
+        text = ("đã mất khỏi kho" if code == "object_missing" else "đã bị thay đổi (SHA-256 khác)")
+        return [Finding(code, f"Đối tượng «{key}» (nhật ký #{i}) {text}.", key, i)]
+    if sha256_hex(data) != digest:
+        return [Finding("object_altered", f"Đối tượng «{key}» (nhật ký #{i}) khác bản đã lưu "
+                        "(SHA-256 khác).", key, i)]
+    return []
+
+
+def _tree_head_findings(archive: Archive) -> list[Finding]:
+    """Compare the log with the last tree head the audit saw, then remember the new one."""
+    last = archive.index.get_state("audited_tree_head")
+    out: list[Finding] = []
+    if last:
+        seen = json.loads(last)
+        size, root = int(seen["size"]), seen["root"]
+        if archive.log.size < size:
+            out.append(Finding("log_truncated", f"Nhật ký đã bị cắt: trước có {size} mục, nay còn "
+                               f"{archive.log.size}."))
+        elif archive.log.root(size).hex() != root:
+            out.append(Finding("log_rewritten", f"Nhật ký đã bị viết lại: gốc cây ở kích thước {size} "
+                               "khác bản đã kiểm toán."))
+    if not out and archive.log.verify_integrity() is None:
+        archive.index.set_state("audited_tree_head", json.dumps(
+            {"size": archive.log.size, "root": archive.log.root().hex()}))
+    return out
+
+
+def _stored_records(archive: Archive) -> Iterator[tuple[str, str]]:
+    store = archive.store
+    lister = getattr(store, "list_versions", None)
+    if callable(lister):
+        for key, version in lister("records/"):
+            yield key, version
+        return
+    if isinstance(store, LocalWormStore):
+        base = store.root / "objects"
+        for path in sorted((base / "records").rglob("*.pdf")):
+            key = str(path.relative_to(base))
+            try:
+                yield key, store.head(key).version_id
+            except ArchiveError:
+                yield key, "?"
+
+
+@dataclass(frozen=True)
+class FixityRun:
+    checked: int
+    failures: list[Finding]
+    completed_sweep: bool
+
+
+def fixity_audit(archive: Archive, *, sample: int | None = None, limit: int | None = None,
+                 seed: int | None = None) -> FixityRun:
+    """Re-read and re-hash objects; one PREMIS event per object.
+
+    ``sample``: check that many random records. Otherwise sweep in log order from where the
+    last sweep stopped (``limit`` bounds one run), so an interrupted sweep resumes.
+    """
+    entries = archive.index.all()
+    cursor = int(archive.index.get_state("fixity_cursor") or -1)
+    if sample is not None:
+        todo = random.Random(seed).sample(entries, min(sample, len(entries)))
+    else:
+        todo = [e for e in entries if e.log_index > cursor]
+        if limit is not None:
+            todo = todo[:limit]
+    failures: list[Finding] = []
+    for e in todo:
+        problems = _object_findings(archive, e.key, e.version_id, e.sha256, e.log_index)
+        problems += _log_agrees(archive, e)
+        archive.index.add_event(e.sha256, "fixity check", _now(),
+                                "failure" if problems else "success",
+                                "; ".join(p.message for p in problems))
+        failures += problems
+        if sample is None:
+            archive.index.set_state("fixity_cursor", str(e.log_index))
+    done = sample is None and (not entries or (todo and todo[-1].log_index == entries[-1].log_index)
+                               or not todo)
+    if done:
+        archive.index.set_state("fixity_cursor", "-1")
+    return FixityRun(checked=len(todo), failures=failures, completed_sweep=bool(done))
+
+
+def _log_agrees(archive: Archive, e: ArchiveEntry) -> list[Finding]:
+    try:
+        event = json.loads(archive.log.entry(e.log_index))
+    except (IndexError, ValueError, KeyError):
+        return [Finding("index_outside_log", f"Nhật ký không có mục #{e.log_index} của {e.record_id}.",
+                        e.key, e.log_index)]
+    if event.get("entry", {}).get("sha256") != e.sha256:
+        return [Finding("index_altered", f"Mục nhật ký #{e.log_index} không khớp chỉ mục.",
+                        e.key, e.log_index)]
+    return []
+
+
+def findings_json(findings: list[Finding]) -> list[dict[str, object]]:
+    return [asdict(f) for f in findings]

@@ -1,0 +1,180 @@
+"""The archive's index: what is stored where, for whom, and what happened to it since.
+
+SQLite in the embedded default (one file beside the store), so the index and its events
+commit atomically; the service issue moves the same tables to PostgreSQL. The index is a
+convenience for finding records — the store and the transparency log are the evidence,
+and `hsdt audit log` checks the index against both.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    sha256        TEXT PRIMARY KEY,
+    record_id     TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    student_code  TEXT NOT NULL,
+    school_code   TEXT NOT NULL,
+    school_year   TEXT NOT NULL,
+    revision      INTEGER NOT NULL,
+    key           TEXT NOT NULL,
+    version_id    TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    retain_until  TEXT NOT NULL,
+    stored_at     TEXT NOT NULL,
+    report_key    TEXT NOT NULL,
+    log_index     INTEGER NOT NULL UNIQUE,
+    superseded_by TEXT,
+    renewed_from  TEXT
+);
+CREATE INDEX IF NOT EXISTS records_student ON records(student_code);
+CREATE INDEX IF NOT EXISTS records_school_year ON records(school_code, school_year);
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256      TEXT NOT NULL,
+    type        TEXT NOT NULL,   -- PREMIS eventType: ingestion, fixity check, replacement, …
+    at          TEXT NOT NULL,   -- eventDateTime, UTC
+    outcome     TEXT NOT NULL,   -- eventOutcome: success / failure
+    detail      TEXT NOT NULL DEFAULT '',
+    log_index   INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_sha ON events(sha256);
+CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    sha256: str
+    record_id: str
+    kind: str
+    student_code: str
+    school_code: str
+    school_year: str
+    revision: int
+    key: str
+    version_id: str
+    size: int
+    retain_until: str
+    stored_at: str
+    report_key: str
+    log_index: int
+    superseded_by: str | None = None
+    renewed_from: str | None = None
+
+    @property
+    def current(self) -> bool:
+        return self.superseded_by is None
+
+
+@dataclass(frozen=True)
+class ArchiveEvent:
+    id: int
+    sha256: str
+    type: str
+    at: str
+    outcome: str
+    detail: str
+    log_index: int | None
+
+
+_ENTRY_COLUMNS = [f.name for f in fields(ArchiveEntry)]
+
+
+class ArchiveIndex:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- records ---------------------------------------------------------------------------
+    def add(self, entry: ArchiveEntry, conn: sqlite3.Connection | None = None) -> None:
+        cols = ", ".join(_ENTRY_COLUMNS)
+        marks = ", ".join("?" for _ in _ENTRY_COLUMNS)
+        (conn or self._db).execute(f"INSERT INTO records ({cols}) VALUES ({marks})",
+                                   [getattr(entry, c) for c in _ENTRY_COLUMNS])
+
+    def mark_superseded(self, sha256: str, by: str, conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE records SET superseded_by = ? WHERE sha256 = ?", (by, sha256))
+
+    def by_sha(self, sha256: str) -> ArchiveEntry | None:
+        rows = self._select("WHERE sha256 = ?", (sha256,))
+        return rows[0] if rows else None
+
+    def by_log_index(self, log_index: int) -> ArchiveEntry | None:
+        rows = self._select("WHERE log_index = ?", (log_index,))
+        return rows[0] if rows else None
+
+    def search(self, *, student_code: str | None = None, school_code: str | None = None,
+               school_year: str | None = None, kind: str | None = None,
+               record_id: str | None = None, current_only: bool = False) -> list[ArchiveEntry]:
+        where, args = [], []
+        for col, val in (("student_code", student_code), ("school_code", school_code),
+                         ("school_year", school_year), ("kind", kind), ("record_id", record_id)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        if current_only:
+            where.append("superseded_by IS NULL")
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        return self._select(clause + " ORDER BY log_index", tuple(args))
+
+    def all(self) -> list[ArchiveEntry]:
+        return self._select("ORDER BY log_index", ())
+
+    def _select(self, clause: str, args: tuple[object, ...]) -> list[ArchiveEntry]:
+        cur = self._db.execute(f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM records {clause}", args)
+        return [ArchiveEntry(*row) for row in cur.fetchall()]
+
+    # -- events (PREMIS-style) -------------------------------------------------------------
+    def add_event(self, sha256: str, type_: str, at: str, outcome: str, detail: str = "",
+                  log_index: int | None = None, conn: sqlite3.Connection | None = None) -> None:
+        (conn or self._db).execute(
+            "INSERT INTO events (sha256, type, at, outcome, detail, log_index) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (sha256, type_, at, outcome, detail, log_index))
+
+    def events(self, sha256: str | None = None, type_: str | None = None) -> list[ArchiveEvent]:
+        where, args = [], []
+        if sha256:
+            where.append("sha256 = ?")
+            args.append(sha256)
+        if type_:
+            where.append("type = ?")
+            args.append(type_)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        cur = self._db.execute(
+            f"SELECT id, sha256, type, at, outcome, detail, log_index FROM events {clause} "
+            "ORDER BY id", tuple(args))
+        return [ArchiveEvent(*row) for row in cur.fetchall()]
+
+    # -- small persistent state (audit cursors, last tree head) -----------------------------
+    def get_state(self, name: str) -> str | None:
+        row = self._db.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_state(self, name: str, value: str, conn: sqlite3.Connection | None = None) -> None:
+        (conn or self._db).execute(
+            "INSERT INTO state (name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (name, value))
