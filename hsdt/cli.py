@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hsdt.domain.errors import BundleRejected, HsdtError, UnusableInput
 
@@ -27,7 +28,7 @@ err = Console(stderr=True)
 
 
 def _fail(exc: HsdtError) -> typer.Exit:
-    err.print(f"[red]Lỗi:[/] {exc.message}")
+    err.print(f"[red]Lỗi:[/] {escape(exc.message)}")
     return typer.Exit(2 if isinstance(exc, UnusableInput) else 1)
 
 
@@ -163,28 +164,138 @@ def verify(file: Path,
     if as_json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:
-        console.print(report_text(report), highlight=False)
+        console.print(report_text(report), highlight=False, markup=False)
     raise typer.Exit(0 if report.valid else 1)
 
 
-@archive_app.command("ingest")
-def archive_ingest(file: Path, root: Annotated[Path, typer.Option(help="Thư mục kho")],
-                   pki: Annotated[Path | None, typer.Option()] = None,
-                   trust: Annotated[list[Path] | None, typer.Option()] = None,
-                   bindings: Annotated[Path | None, typer.Option()] = None) -> None:
-    """Xác minh rồi lưu một hồ sơ vào kho chỉ ghi một lần."""
+RootOpt = Annotated[Path, typer.Option("--root", help="Thư mục kho lưu trữ")]
+PkiOpt = Annotated[Path | None, typer.Option(help="Thư mục PKI thử nghiệm")]
+TrustOpt = Annotated[list[Path] | None, typer.Option(help="CA gốc tin cậy (PEM)")]
+BindOpt = Annotated[Path | None, typer.Option(help="Sổ đăng ký chứng thư")]
+
+
+def _open_archive(root: Path, trust: list[Path] | None, pki: Path | None, bindings: Path | None):  # type: ignore[no-untyped-def]
     from hsdt.archive.ingest import Archive
     from hsdt.archive.store import LocalWormStore
     from hsdt.signing.verification import Verifier
 
+    roots, binds = _trust(trust, pki, bindings)
+    return Archive(LocalWormStore(root), root, Verifier(roots, binds, online=False))
+
+
+@archive_app.command("ingest")
+def archive_ingest(file: Path, root: RootOpt, pki: PkiOpt = None, trust: TrustOpt = None,
+                   bindings: BindOpt = None) -> None:
+    """Xác minh rồi lưu một hồ sơ vào kho chỉ ghi một lần."""
     try:
-        roots, binds = _trust(trust, pki, bindings)
-        archive = Archive(LocalWormStore(root), root / "index.jsonl",
-                          Verifier(roots, binds, online=False))
+        archive = _open_archive(root, trust, pki, bindings)
         entry, _ = archive.ingest(_read(file))
     except HsdtError as exc:
         raise _fail(exc) from None
-    console.print(f"Đã lưu {entry.record_id} → {entry.key} (giữ đến {entry.retain_until})")
+    console.print(f"Đã lưu {entry.record_id} (lần {entry.revision}) → {entry.key}, "
+                  f"nhật ký #{entry.log_index}, giữ đến {entry.retain_until}")
+
+
+@archive_app.command("search")
+def archive_search(root: RootOpt,
+                   student: Annotated[str | None, typer.Option(help="Mã định danh học sinh")] = None,
+                   school: Annotated[str | None, typer.Option(help="Mã trường")] = None,
+                   year: Annotated[str | None, typer.Option(help="Năm học, ví dụ 2025-2026")] = None,
+                   kind: Annotated[str | None, typer.Option(help="Loại hồ sơ")] = None,
+                   as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Tìm hồ sơ trong kho theo học sinh, trường, năm học, loại."""
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from hsdt.archive.index import ArchiveIndex
+
+    found = ArchiveIndex(root / "index.sqlite3").search(student_code=student, school_code=school,
+                                                        school_year=year, kind=kind)
+    if as_json:
+        print(json.dumps([asdict(e) for e in found], ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"{len(found)} hồ sơ")
+    for col in ("Mã hồ sơ", "Lần", "Năm học", "SHA-256", "Trạng thái"):
+        table.add_column(col)
+    for e in found:
+        status = "hiện hành" if e.current else f"đã thay bằng {e.superseded_by[:12]}…"
+        table.add_row(e.record_id, str(e.revision), e.school_year, e.sha256[:16] + "…", status)
+    console.print(table)
+
+
+@archive_app.command("get")
+def archive_get(sha_or_record: str, root: RootOpt,
+                out: Annotated[Path, typer.Option(help="Thư mục ghi PDF và báo cáo")],
+                pki: PkiOpt = None, trust: TrustOpt = None, bindings: BindOpt = None) -> None:
+    """Lấy hồ sơ (bản hiện hành) kèm báo cáo xác minh mới lập, không dùng mạng."""
+    from dataclasses import asdict
+
+    from hsdt.signing.report_text import report_text
+
+    try:
+        archive = _open_archive(root, trust, pki, bindings)
+        entry = archive.index.by_sha(sha_or_record) or next(
+            iter(archive.index.search(record_id=sha_or_record, current_only=True)), None)
+        if entry is None:
+            raise HsdtError(f"Không tìm thấy hồ sơ «{sha_or_record}» trong kho.", code="not_found")
+        pdf = archive.get(entry)
+        report = archive.verifier.verify(pdf)
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    evidence = {"entry": asdict(entry), "log_inclusion": archive.inclusion(entry),
+                "events": [asdict(e) for e in archive.index.events(sha256=entry.sha256)]}
+    _write_atomic(out / f"{entry.record_id}.pdf", pdf)
+    _write_atomic(out / f"{entry.record_id}.report.json", json.dumps(
+        {"verification": report.to_json(), "archive": evidence}, ensure_ascii=False,
+        indent=2).encode())
+    console.print(report_text(report), highlight=False, markup=False)
+    console.print(f"Đã ghi {out / (entry.record_id + '.pdf')} và báo cáo JSON.")
+    raise typer.Exit(0 if report.valid else 1)
+
+
+audit_app = typer.Typer(help="Kiểm toán kho lưu trữ.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("log")
+def audit_log_cmd(root: RootOpt, pki: PkiOpt = None, trust: TrustOpt = None,
+                  bindings: BindOpt = None,
+                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Đối chiếu nhật ký minh bạch, chỉ mục và kho; nêu từng chỗ sai lệch. Mã thoát 0 sạch, 1 có lỗi."""
+    from hsdt.archive.audit import audit_log, findings_json
+
+    try:
+        findings = audit_log(_open_archive(root, trust, pki, bindings))
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(json.dumps(findings_json(findings), ensure_ascii=False, indent=2))
+    elif not findings:
+        console.print("[green]Kho sạch:[/] nhật ký, chỉ mục và kho khớp nhau.")
+    else:
+        for f in findings:
+            console.print(f"[red]✗[/] ({f.code}) {escape(f.message)}", highlight=False)
+    raise typer.Exit(1 if findings else 0)
+
+
+@audit_app.command("fixity")
+def audit_fixity_cmd(root: RootOpt,
+                     sample: Annotated[int | None, typer.Option(help="Kiểm tra ngẫu nhiên N hồ sơ")] = None,
+                     limit: Annotated[int | None, typer.Option(help="Tối đa N hồ sơ lần này")] = None,
+                     pki: PkiOpt = None, trust: TrustOpt = None, bindings: BindOpt = None) -> None:
+    """Đọc lại và băm lại các đối tượng (quét tiếp từ chỗ dừng, hoặc lấy mẫu)."""
+    from hsdt.archive.audit import fixity_audit
+
+    try:
+        run = fixity_audit(_open_archive(root, trust, pki, bindings), sample=sample, limit=limit)
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    for f in run.failures:
+        console.print(f"[red]✗[/] ({f.code}) {escape(f.message)}", highlight=False)
+    done = "đã quét hết" if run.completed_sweep else "sẽ quét tiếp lần sau"
+    console.print(f"Đã kiểm tra {run.checked} hồ sơ, {len(run.failures)} lỗi; {done}.")
+    raise typer.Exit(1 if run.failures else 0)
 
 
 @app.command()
@@ -254,3 +365,7 @@ def _signing_setup(stack, pki, identity, p12, passphrase, pkcs11_lib, token, key
 
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

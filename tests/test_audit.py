@@ -161,3 +161,39 @@ def truncate_log_to(log_dir: Path, size: int) -> None:
     idx = log_dir / "entries.idx"
     with open(idx, "r+b") as fh:
         fh.truncate(size * 8)
+
+
+def test_cli_archive_and_audit(world: World, two_sealed: list[bytes], tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from hsdt.cli import app
+
+    root, pki = tmp_path / "kho", ["--pki", str(world.pki.workdir)]
+    runner = CliRunner()
+    for i, pdf in enumerate(two_sealed):
+        f = tmp_path / f"r{i}.pdf"
+        f.write_bytes(pdf)
+        r = runner.invoke(app, ["archive", "ingest", str(f), "--root", str(root), *pki])
+        assert r.exit_code == 0, r.output
+    student = world.records[0].student.code
+    r = runner.invoke(app, ["archive", "search", "--root", str(root), "--student", student, "--json"])
+    found = json.loads(r.output)
+    assert [e["student_code"] for e in found] == [student]
+    r = runner.invoke(app, ["archive", "get", found[0]["record_id"], "--root", str(root),
+                            "--out", str(tmp_path / "out"), *pki])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / f"{found[0]['record_id']}.pdf").read_bytes() == two_sealed[0]
+    evidence = json.loads((tmp_path / "out" / f"{found[0]['record_id']}.report.json").read_text())
+    assert evidence["verification"]["verdict"] == "valid"
+    assert evidence["archive"]["log_inclusion"]["tree_size"] == 2
+    r = runner.invoke(app, ["audit", "log", "--root", str(root), *pki])
+    assert r.exit_code == 0 and "sạch" in r.output
+    obj = root / "objects" / found[0]["key"]
+    obj.chmod(0o644)
+    obj.unlink()
+    r = runner.invoke(app, ["audit", "log", "--root", str(root), *pki])
+    assert r.exit_code == 1 and "object_missing" in r.output
+    r = runner.invoke(app, ["audit", "fixity", "--root", str(root), *pki])
+    assert r.exit_code == 1 and "Đã kiểm tra 2 hồ sơ, 1 lỗi" in " ".join(r.output.split())
