@@ -235,8 +235,7 @@ def archive_get(sha_or_record: str, root: RootOpt,
 
     try:
         archive = _open_archive(root, trust, pki, bindings)
-        entry = archive.index.by_sha(sha_or_record) or next(
-            iter(archive.index.search(record_id=sha_or_record, current_only=True)), None)
+        entry = archive.index.by_sha(sha_or_record) or archive.current(sha_or_record)
         if entry is None:
             raise HsdtError(f"Không tìm thấy hồ sơ «{sha_or_record}» trong kho.", code="not_found")
         pdf = archive.get(entry)

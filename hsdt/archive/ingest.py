@@ -15,7 +15,8 @@ evidence, and `hsdt audit log` checks the three against each other.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from hsdt.archive.index import ArchiveEntry, ArchiveIndex
 from hsdt.archive.store import ObjectStore
 from hsdt.archive.tlog import TransparencyLog
 from hsdt.domain.canonical import canonical_json, sha256_hex
-from hsdt.domain.errors import ArchiveError
+from hsdt.domain.errors import ArchiveError, HsdtError
 from hsdt.signing.verification import VerificationReport, Verifier
 
 PERMANENT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
@@ -116,6 +117,44 @@ class Archive:
         event = {"type": "supersede" if old else "ingest", "entry": asdict(entry),
                  "supersedes": old.sha256 if old else None}
         return self._commit(event), report
+
+    # -- renewal ---------------------------------------------------------------------------
+    def renew(self, entry: ArchiveEntry, renew_pdf: Callable[[bytes], bytes]) -> ArchiveEntry:
+        """Store a renewed version of a record (new archive timestamp); the old one stays.
+
+        ``renew_pdf`` is the signing side's renewal (``RecordSigner.renew``). Nothing is
+        written unless the renewed record verifies; a failure is recorded as a PREMIS event
+        and raised, so the scheduler retries it later.
+        """
+        try:
+            renewed = renew_pdf(self.get(entry))
+            report = self.verifier.verify(renewed)
+            if not report.valid:
+                raise ArchiveError("Bản gia hạn không hợp lệ: " + "; ".join(report.problems),
+                                   code="renewal_invalid")
+        except HsdtError as exc:
+            self.index.add_event(entry.sha256, "migration", _now(), "failure", exc.message)
+            if isinstance(exc, ArchiveError):
+                raise
+            raise ArchiveError(f"Gia hạn hồ sơ {entry.record_id} thất bại: {exc.message}",
+                               code="renewal_failed") from exc
+        digest = sha256_hex(renewed)
+        existing = self.index.by_sha(digest)
+        if existing is not None:
+            return existing
+        key = record_key(entry.kind, digest)
+        stored = self.store.put_locked(key, renewed, retain_until=self.retain_until,
+                                       metadata={"record-id": entry.record_id, "kind": entry.kind})
+        new = replace(entry, sha256=digest, key=key, version_id=stored.version_id,
+                      size=stored.size, retain_until=stored.retain_until,
+                      stored_at=stored.stored_at, log_index=-1, superseded_by=None,
+                      renewed_from=entry.sha256)
+        return self._commit({"type": "renewal", "entry": asdict(new), "supersedes": None})
+
+    def current(self, record_id: str) -> ArchiveEntry | None:
+        """The newest stored version of the record's latest revision."""
+        found = self.index.search(record_id=record_id, current_only=True)
+        return max(found, key=lambda e: e.log_index) if found else None
 
     # -- the log and the index, together ---------------------------------------------------
     def _commit(self, event: dict[str, Any]) -> ArchiveEntry:

@@ -12,7 +12,7 @@ import asyncio
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from asn1crypto import cms, x509
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -157,6 +157,19 @@ class RecordSigner:
             self._reserved[key.fingerprint] = 2 * (_cms_size(result) + _RESERVE_MARGIN)
         return result
 
+    def renew(self, pdf: bytes) -> bytes:
+        """Add the validation data of the newest archive timestamp, then a new one over it all
+        (PAdES LTA renewal). The input is not modified: the result is a new version."""
+        state = read_record(pdf)
+        stamps = state.doc_timestamps
+        if not stamps:
+            raise SigningRefused("Hồ sơ chưa được niêm phong, không thể gia hạn.", code="not_sealed")
+        vc = self.validation_context()
+        paths = self._runner.run(collect_validation_info(stamps[-1], vc))
+        w = _writer(pdf)
+        DocumentSecurityStore.supply_dss_in_writer(w, None, paths=paths, validation_context=vc)
+        return self._archive_timestamp(w, f"ArchiveTimestamp{len(stamps) + 1}")
+
     def seal(self, pdf: bytes, *, expected_data_sha256: str | None = None) -> bytes:
         """B-LTA: every certificate and revocation response in the DSS, then a document
         timestamp over all of it. Only a record whose plan is complete is sealed."""
@@ -181,13 +194,40 @@ class RecordSigner:
         paths = self._runner.run(_collect())
         w = _writer(pdf)
         DocumentSecurityStore.supply_dss_in_writer(w, None, paths=paths, validation_context=vc)
-        stamper = PdfTimeStamper(self._timestamper, field_name="ArchiveTimestamp1")
+        return self._archive_timestamp(w, "ArchiveTimestamp1")
+
+    def _archive_timestamp(self, w: IncrementalPdfFileWriter, field_name: str) -> bytes:
         # The TSA's own validation data goes into the same revision, before the timestamp:
-        # the sealed file then ends with the document timestamp, covered entirely.
+        # the file then ends with the document timestamp, covered entirely.
+        stamper = PdfTimeStamper(self._timestamper, field_name=field_name)
         out = self._runner.run(stamper.async_timestamp_pdf(
-            w, md_algorithm="sha256", validation_context=vc, bytes_reserved=12_000,
+            w, md_algorithm="sha256", validation_context=self.validation_context(),
+            bytes_reserved=12_000,
             dss_settings=TimestampDSSContentSettings(update_before_ts=True, include_vri=False)))
         return out.getvalue()
+
+
+def renewal_due(pdf: bytes, now: datetime, margin: timedelta,
+                retired_digests: frozenset[str] = frozenset({"md5", "sha1"})) -> str | None:
+    """Why the record's evidence needs a new archive timestamp, or None if it does not.
+
+    Due when the newest archive timestamp's TSA certificate expires within ``margin`` (after
+    that nobody can prove when the evidence existed), or when its digest algorithm has been
+    retired by policy.
+    """
+    state = read_record(pdf)
+    stamps = state.doc_timestamps
+    if not stamps:
+        return "hồ sơ chưa có dấu thời gian lưu trữ"
+    last = stamps[-1]
+    tsa = last.signer_cert
+    expires = tsa["tbs_certificate"]["validity"]["not_after"].native
+    if expires - margin <= now:
+        return f"chứng thư TSA của dấu thời gian lưu trữ mới nhất hết hạn ngày {expires:%d/%m/%Y}"
+    algo = last.signer_info["digest_algorithm"]["algorithm"].native
+    if algo in retired_digests:
+        return f"thuật toán băm {algo} của dấu thời gian lưu trữ đã bị loại bỏ"
+    return None
 
 
 def _require_field_lock(reader: PdfFileReader, field_name: str) -> None:
