@@ -253,6 +253,50 @@ def archive_get(sha_or_record: str, root: RootOpt,
     raise typer.Exit(0 if report.valid else 1)
 
 
+@archive_app.command("renew")
+def archive_renew(root: RootOpt, tsa: Annotated[str | None, typer.Option(help="URL TSA lưu trữ")] = None,
+                  margin_days: Annotated[int, typer.Option(help="Gia hạn khi chứng thư TSA còn dưới N ngày")] = 730,
+                  pki: PkiOpt = None, trust: TrustOpt = None, bindings: BindOpt = None) -> None:
+    """Gia hạn dấu thời gian lưu trữ cho mọi hồ sơ đến hạn; bản cũ vẫn được giữ nguyên."""
+    from datetime import UTC, datetime, timedelta
+
+    from hsdt.signing.pades import RecordSigner, SigningEnvironment, renewal_due
+
+    renewed = failed = 0
+    try:
+        with ExitStack() as stack:
+            archive = _open_archive(root, trust, pki, bindings)
+            roots, binds = _trust(trust, pki, bindings)
+            if pki is not None:
+                from hsdt.signing import testpki
+
+                p = testpki.load(pki)
+                stack.enter_context(testpki.serve(p))
+                tsa = tsa or p.archive_tsa_url
+            if tsa is None:
+                raise HsdtError("Cần URL dịch vụ cấp dấu thời gian (--tsa).", code="tsa_missing")
+            signer = stack.enter_context(RecordSigner(SigningEnvironment(roots, tsa, binds)))
+            now = datetime.now(UTC)
+            latest: dict[str, object] = {}
+            for e in archive.index.all():
+                latest[e.record_id] = e  # log order: the last one is the newest version
+            for entry in latest.values():
+                reason = renewal_due(archive.get(entry), now, timedelta(days=margin_days))  # type: ignore[attr-defined]
+                if reason is None:
+                    continue
+                try:
+                    new = archive.renew(entry, signer.renew)  # type: ignore[arg-type]
+                    renewed += 1
+                    console.print(f"Đã gia hạn {new.record_id} ({reason}).")
+                except HsdtError as exc:
+                    failed += 1
+                    err.print(f"[red]Gia hạn thất bại[/] {escape(exc.message)}")
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    console.print(f"Gia hạn {renewed} hồ sơ, {failed} thất bại (sẽ thử lại lần sau).")
+    raise typer.Exit(1 if failed else 0)
+
+
 audit_app = typer.Typer(help="Kiểm toán kho lưu trữ.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 

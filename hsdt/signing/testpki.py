@@ -116,7 +116,7 @@ DEFAULT_SOFTHSM2_LIB = "/usr/lib/softhsm/libsofthsm2.so"
 PKCS11_LIB_ENV = "HSDT_PKCS11_LIB"
 """Environment variable that overrides the SoftHSM2 PKCS#11 module path."""
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 """Bumped whenever the layout or contents change, so that old workdirs are rebuilt."""
 
 # How long a provisioned PKI is reused before it is rebuilt. ``not_yet_valid`` starts 30 days
@@ -140,6 +140,16 @@ _INTERMEDIATE = "intermediate"
 _TSA_CERT = "tsa"
 _OCSP_CERT = "ocsp-responder"
 _UNTRUSTED_ROOT = "untrusted-root"
+# A second, long-lived hierarchy for archive timestamps: renewal tests move the clock decades
+# ahead, past every certificate of the main hierarchy, and the last archive timestamp must
+# still be verifiable then (as a national archive TSA's would be).
+_ARCHIVE_ROOT = "archive-root"
+_ARCHIVE_TSA_CERT = "archive-tsa"
+_ARCHIVE_TSA = "archive-tsa"
+_CRL_ARCHIVE = "archive-root-crl"
+_REPO_ARCHIVE = "archive-root-repo"
+_CA_LABELS = (_ROOT, _INTERMEDIATE, _TSA_CERT, _OCSP_CERT, _UNTRUSTED_ROOT, _ARCHIVE_ROOT,
+              _ARCHIVE_TSA_CERT)
 
 # characters allowed in an ASN.1 PrintableString (X.520 serialNumber must use it)
 _PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]+")
@@ -252,6 +262,11 @@ class TestPKI:
         return f"{self.base_url}/{ARCH_LABEL}/tsa/{_TSA}"
 
     @property
+    def archive_tsa_url(self) -> str:
+        """The long-lived archive TSA (certificate valid 40 years, its own root 60)."""
+        return f"{self.base_url}/{ARCH_LABEL}/tsa/{_ARCHIVE_TSA}"
+
+    @property
     def ocsp_url(self) -> str:
         return f"{self.base_url}/{ARCH_LABEL}/ocsp/{_OCSP}"
 
@@ -319,8 +334,9 @@ class TestPKI:
         return self._intermediate
 
     def trust_roots(self) -> list[x509.Certificate]:
-        """The trust anchors to give a ``ValidationContext`` (only the project's root)."""
-        return [self.root]
+        """The trust anchors to give a ``ValidationContext``: the project's root and the
+        long-lived archive root (never the untrusted one)."""
+        return [self.root, _read_cert(self.workdir / "certs" / f"{_ARCHIVE_ROOT}.cert.pem")]
 
     def tsa_cert(self) -> x509.Certificate:
         return _read_cert(self.tsa_cert_path)
@@ -615,7 +631,7 @@ def _build(workdir: Path, request: Mapping[str, Any], port: int, lib: str) -> No
 
     # 2. software keys (CA, services, software people, negative cases)
     weak_ec_skipped: str | None = None
-    for label in (_ROOT, _INTERMEDIATE, _TSA_CERT, _OCSP_CERT, _UNTRUSTED_ROOT):
+    for label in _CA_LABELS:
         _write_key(workdir / "keys" / f"{label}.key.pem", rsa.generate_private_key(65537, 2048))
     for slot in slots:
         if slot.key == "hsm":
@@ -678,7 +694,7 @@ def _issue(
         (workdir / "certs" / f"{label}.cert.pem").write_bytes(pem.armor("CERTIFICATE", cert.dump()))
         return cert
 
-    for label in (_ROOT, _INTERMEDIATE, _TSA_CERT, _OCSP_CERT, _UNTRUSTED_ROOT):
+    for label in _CA_LABELS:
         dump_cert(label)
     identities: dict[str, dict[str, Any]] = {}
     to_token: list[dict[str, str]] = []
@@ -945,9 +961,12 @@ def _certomancer_config(
             "common_name": "Untrusted Root CA (not in the HSDT trust store)",
         },
     }
+    entities[_ARCHIVE_ROOT] = {"country_name": "VN", "organization_name": "HSDT Test PKI",
+                               "common_name": "HSDT Test Archive Root CA"}
+    entities[_ARCHIVE_TSA_CERT] = {"country_name": "VN", "organization_name": "HSDT Test PKI",
+                                   "common_name": "HSDT Test Archive TSA"}
     key_entries: dict[str, dict[str, Any]] = {
-        label: {"path": f"{label}.key.pem"}
-        for label in (_ROOT, _INTERMEDIATE, _TSA_CERT, _OCSP_CERT, _UNTRUSTED_ROOT)
+        label: {"path": f"{label}.key.pem"} for label in _CA_LABELS
     }
     ca_from = now - dt.timedelta(days=800)
     certs: dict[str, dict[str, Any]] = {
@@ -1007,6 +1026,32 @@ def _certomancer_config(
             },
             "profiles": ["simple-ca"],
         },
+        _ARCHIVE_ROOT: {
+            "subject": _ARCHIVE_ROOT,
+            "issuer": _ARCHIVE_ROOT,
+            "validity": {
+                "valid-from": _iso(ca_from),
+                "valid-to": _iso(now + dt.timedelta(days=365 * 60)),
+            },
+            "profiles": ["simple-ca"],
+        },
+        _ARCHIVE_TSA_CERT: {
+            "subject": _ARCHIVE_TSA_CERT,
+            "issuer": _ARCHIVE_ROOT,
+            "validity": {
+                "valid-from": _iso(now - dt.timedelta(days=1)),
+                "valid-to": _iso(now + dt.timedelta(days=365 * 40)),
+            },
+            "extensions": [
+                {
+                    "id": "key_usage",
+                    "critical": True,
+                    "smart-value": {"schema": "key-usage", "params": ["digital_signature"]},
+                },
+                {"id": "extended_key_usage", "critical": True, "value": ["time_stamping"]},
+                *_ee_extensions(None, _CRL_ARCHIVE, _REPO_ARCHIVE),
+            ],
+        },
     }
     for slot in slots:
         entities[slot.label] = slot.subject
@@ -1055,18 +1100,29 @@ def _certomancer_config(
                 "signing-key": _UNTRUSTED_ROOT,
                 "simulated-update-schedule": "P1D",
             },
+            _CRL_ARCHIVE: {
+                "for-issuer": _ARCHIVE_ROOT,
+                "signing-key": _ARCHIVE_ROOT,
+                "simulated-update-schedule": "P1D",
+            },
         },
         "cert-repo": {
             _REPO_ROOT: {"for-issuer": _ROOT, "publish-issued-certs": True},
             _REPO_INTERMEDIATE: {"for-issuer": _INTERMEDIATE, "publish-issued-certs": True},
             _REPO_UNTRUSTED: {"for-issuer": _UNTRUSTED_ROOT, "publish-issued-certs": True},
+            _REPO_ARCHIVE: {"for-issuer": _ARCHIVE_ROOT, "publish-issued-certs": True},
         },
         "time-stamping": {
             _TSA: {
                 "signing-cert": _TSA_CERT,
                 "signing-key": _TSA_CERT,
                 "certs-to-embed": [_INTERMEDIATE],
-            }
+            },
+            _ARCHIVE_TSA: {
+                "signing-cert": _ARCHIVE_TSA_CERT,
+                "signing-key": _ARCHIVE_TSA_CERT,
+                "certs-to-embed": [],
+            },
         },
     }
     return {
