@@ -255,11 +255,13 @@ def archive_get(sha_or_record: str, root: RootOpt,
 
 @archive_app.command("renew")
 def archive_renew(root: RootOpt, tsa: Annotated[str | None, typer.Option(help="URL TSA lưu trữ")] = None,
-                  margin_days: Annotated[int, typer.Option(help="Gia hạn khi chứng thư TSA còn dưới N ngày")] = 730,
+                  margin_days: Annotated[int, typer.Option(
+                      help="Gia hạn khi chứng thư TSA còn dưới N ngày")] = 730,
                   pki: PkiOpt = None, trust: TrustOpt = None, bindings: BindOpt = None) -> None:
     """Gia hạn dấu thời gian lưu trữ cho mọi hồ sơ đến hạn; bản cũ vẫn được giữ nguyên."""
     from datetime import UTC, datetime, timedelta
 
+    from hsdt.archive.index import ArchiveEntry
     from hsdt.signing.pades import RecordSigner, SigningEnvironment, renewal_due
 
     renewed = failed = 0
@@ -277,15 +279,15 @@ def archive_renew(root: RootOpt, tsa: Annotated[str | None, typer.Option(help="U
                 raise HsdtError("Cần URL dịch vụ cấp dấu thời gian (--tsa).", code="tsa_missing")
             signer = stack.enter_context(RecordSigner(SigningEnvironment(roots, tsa, binds)))
             now = datetime.now(UTC)
-            latest: dict[str, object] = {}
+            latest: dict[str, ArchiveEntry] = {}
             for e in archive.index.all():
                 latest[e.record_id] = e  # log order: the last one is the newest version
             for entry in latest.values():
-                reason = renewal_due(archive.get(entry), now, timedelta(days=margin_days))  # type: ignore[attr-defined]
+                reason = renewal_due(archive.get(entry), now, timedelta(days=margin_days))
                 if reason is None:
                     continue
                 try:
-                    new = archive.renew(entry, signer.renew)  # type: ignore[arg-type]
+                    new = archive.renew(entry, signer.renew)
                     renewed += 1
                     console.print(f"Đã gia hạn {new.record_id} ({reason}).")
                 except HsdtError as exc:
