@@ -6,7 +6,11 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import struct
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -329,6 +333,36 @@ def test_torn_writes_are_truncated_on_open(tmp_path: Path) -> None:
     assert len(reopened.tree_heads()) == 1
     assert reopened.append(data[10]) == 10 and reopened.root() == ref_mth(data)
     assert reopened.check_integrity().ok
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from hsdt.archive.tlog import TransparencyLog
+log = TransparencyLog.open(Path(sys.argv[1]))
+i = 0
+while True:
+    n = log.extend([b"%s:%d-%d" % (sys.argv[2].encode(), i, j) for j in range(i % 5 + 1)]).stop
+    print(n, flush=True)  # acknowledged: everything below n is durable
+    i += 1
+"""
+
+
+def test_killed_writer_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    for round_ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path / "log"), str(round_)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        acked = int(proc.stdout.readline())
+        time.sleep(0.05 + 0.1 * round_)
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate(timeout=30)
+        acked = max([acked, *(int(x) for x in out.split())])
+        log = TransparencyLog.open(tmp_path / "log")
+        assert log.size >= acked
+        assert log.check_integrity().ok
+        got = [log.entry(i) for i in range(log.size)]
+        assert log.root() == ref_mth(got) and len(set(got)) == len(got)
 
 
 def test_a_writer_truncates_what_a_crashed_writer_left(tmp_path: Path) -> None:

@@ -40,17 +40,17 @@ def audit_log(archive: Archive) -> list[Finding]:
     """Every disagreement between log, index and store; an empty list means all clean."""
     out: list[Finding] = []
     log, index = archive.log, archive.index
-    bad = log.verify_integrity()
+    bad = log.verify_integrity()  # a full re-hash: done once per audit
     if bad is not None:
         out.append(Finding("log_corrupt", f"Nhật ký minh bạch bị sửa hoặc hỏng từ mục #{bad}.",
                            log_index=bad))
-    out += _tree_head_findings(archive)
+    out += _tree_head_findings(archive, log_intact=bad is None)
     logged: dict[str, int] = {}
     logged_keys: set[tuple[str, str]] = set()
     for i in range(log.size):
         try:
             event = json.loads(log.entry(i))
-        except (ValueError, UnicodeDecodeError):
+        except (ArchiveError, ValueError, UnicodeDecodeError):
             out.append(Finding("log_corrupt", f"Mục nhật ký #{i} không đọc được.", log_index=i))
             continue
         e = event.get("entry")
@@ -96,7 +96,7 @@ def _object_findings(archive: Archive, key: str, version: str, digest: str, i: i
     return []
 
 
-def _tree_head_findings(archive: Archive) -> list[Finding]:
+def _tree_head_findings(archive: Archive, *, log_intact: bool) -> list[Finding]:
     """Compare the log with the last tree head the audit saw, then remember the new one."""
     last = archive.index.get_state("audited_tree_head")
     out: list[Finding] = []
@@ -109,7 +109,7 @@ def _tree_head_findings(archive: Archive) -> list[Finding]:
         elif archive.log.root(size).hex() != root:
             out.append(Finding("log_rewritten", f"Nhật ký đã bị viết lại: gốc cây ở kích thước {size} "
                                "khác bản đã kiểm toán."))
-    if not out and archive.log.verify_integrity() is None:
+    if not out and log_intact:
         archive.index.set_state("audited_tree_head", json.dumps(
             {"size": archive.log.size, "root": archive.log.root().hex()}))
     return out
@@ -174,7 +174,7 @@ def fixity_audit(archive: Archive, *, sample: int | None = None, limit: int | No
 def _log_agrees(archive: Archive, e: ArchiveEntry) -> list[Finding]:
     try:
         event = json.loads(archive.log.entry(e.log_index))
-    except (IndexError, ValueError, KeyError):
+    except (ArchiveError, IndexError, ValueError, KeyError):
         return [Finding("index_outside_log", f"Nhật ký không có mục #{e.log_index} của {e.record_id}.",
                         e.key, e.log_index)]
     if event.get("entry", {}).get("sha256") != e.sha256:
