@@ -3,7 +3,7 @@ VENV   := .venv
 HSDT   := $(VENV)/bin/hsdt
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup setup-test demo test lint bench clean
+.PHONY: setup setup-test services services-down demo test lint bench clean
 
 setup:
 	@scripts/setup.sh
@@ -11,10 +11,18 @@ setup:
 setup-test:
 	@scripts/setup.sh test
 
+# The services the tests need that the project starts itself (a one-node Ceph radosgw for S3
+# Object Lock); `up` is a quick no-op when they already run.
+services: setup-test
+	@scripts/services.sh up
+
+services-down:
+	@scripts/services.sh down
+
 demo: setup
 	$(HSDT) demo $(DEMO_ARGS)
 
-test: setup-test
+test: setup-test services
 	$(VENV)/bin/ruff check hsdt tests bench
 	$(PYTEST) -q $(PYTEST_ARGS)
 

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   poppler-utils qpdf         # independent readers: pdfsig, pdftotext, qpdf --check
   libnss3-tools              # pdfsig's NSS
   libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fontconfig  # WeasyPrint
+  radosgw ceph-mon ceph-osd uuid-runtime curl  # S3 Object Lock for tests (scripts/services.sh)
 )
 
 missing=()
