@@ -403,6 +403,19 @@ class S3ObjectLockStore:
             until = until.replace(microsecond=0) + timedelta(seconds=1)
         return min(until, self.permanent_until(now))
 
+    def list_versions(self, prefix: str) -> list[tuple[str, str]]:
+        """Every (key, version id) under ``prefix``, delete markers left out: what the audit
+        compares with the transparency log to find objects written around the service."""
+        found: list[tuple[str, str]] = []
+        try:
+            pages = self._s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket,
+                                                                            Prefix=prefix)
+            for page in pages:
+                found += [(v["Key"], v["VersionId"]) for v in page.get("Versions", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise self._failure(f"liệt kê «{prefix}»", exc) from exc
+        return found
+
     def _data_versions(self, key: str) -> list[str]:
         """Version ids of ``key`` (delete markers left out), oldest first.
 
