@@ -3,6 +3,12 @@
 A :class:`Renderer` holds what is expensive and does not change between records — the Jinja2
 environment, the parsed stylesheet and the font configuration with the bundled fonts loaded
 — so a worker that renders a class of 40 pays for them once.
+
+Every page carries a QR code with the record's public verification URL,
+``{verify_base_url}/v/{record_id}``. The base URL is part of the output: the same record
+rendered with another base is another PDF. It comes from the ``verify_base_url`` argument,
+else the environment variable ``HSDT_VERIFY_BASE_URL`` (read when the renderer is built),
+else ``https://hsdt.example.vn``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from hsdt.domain.errors import HsdtError
 from hsdt.domain.plans import ResolvedPlan
 from hsdt.domain.records import HOC_BA_THCS, Record
 from hsdt.renderers._pdf import FieldPlacement, Finisher, pdf_rect
+from hsdt.renderers._qr import resolve_verify_base_url, verify_mark
 from hsdt.renderers._view import build_view
 from hsdt.renderers._xml import record_xml
 from hsdt.renderers._xmp import DocInfo, xmp_packet
@@ -81,7 +88,9 @@ class Renderer:
     time (a lock); run several processes for parallelism.
     """
 
-    def __init__(self, templates_dir: Path = TEMPLATES_DIR) -> None:
+    def __init__(self, templates_dir: Path = TEMPLATES_DIR, *,
+                 verify_base_url: str | None = None) -> None:
+        self.verify_base_url = resolve_verify_base_url(verify_base_url)
         self._dir = templates_dir.resolve()
         self._base_url = self._dir.as_uri() + "/"
         self._env = jinja2.Environment(
@@ -101,18 +110,23 @@ class Renderer:
             self._css[kind.stylesheet] = css
         return css
 
-    def html(self, record: Record, plan: ResolvedPlan, *, compact: bool = False) -> str:
+    def html(self, record: Record, plan: ResolvedPlan, *, compact: bool = False,
+             verify_base_url: str | None = None) -> str:
         """The page as HTML (for debugging a layout in a browser, with the CSS beside it)."""
         kind = _kind_for(record, plan)
+        base = resolve_verify_base_url(verify_base_url) if verify_base_url else self.verify_base_url
         return self._env.get_template(kind.template).render(
-            title=_title(kind, record), compact=compact, **build_view(record, plan))
+            title=_title(kind, record), compact=compact,
+            verify=verify_mark(base, record.record_id), **build_view(record, plan))
 
-    def _layout(self, record: Record, plan: ResolvedPlan, kind: _Kind) -> Any:
+    def _layout(self, record: Record, plan: ResolvedPlan, kind: _Kind,
+                verify_base_url: str | None) -> Any:
         """Lay the page out; when long free texts push it past one page, lay it out again in
         the compact style (only those records pay for a second layout)."""
         for compact in (False, True):
+            html = self.html(record, plan, compact=compact, verify_base_url=verify_base_url)
             document = weasyprint.HTML(
-                string=self.html(record, plan, compact=compact), base_url=self._base_url,
+                string=html, base_url=self._base_url,
             ).render(font_config=self._font_config, stylesheets=[self._stylesheet(kind)],
                      pdf_variant=PDF_VARIANT)
             if len(document.pages) == 1:
@@ -122,11 +136,14 @@ class Renderer:
             "mẫu chỉ cho phép một trang: hãy rút gọn nhận xét, khen thưởng hoặc kết quả hè.",
             code="render_overflow")
 
-    def render(self, record: Record, plan: ResolvedPlan) -> bytes:
-        """The record as PDF/A-3b bytes; the same record and plan always give the same bytes."""
-        return self.render_layout(record, plan).pdf
+    def render(self, record: Record, plan: ResolvedPlan, *,
+               verify_base_url: str | None = None) -> bytes:
+        """The record as PDF/A-3b bytes; the same record, plan and verification base URL
+        always give the same bytes. ``verify_base_url`` overrides the renderer's own."""
+        return self.render_layout(record, plan, verify_base_url=verify_base_url).pdf
 
-    def render_layout(self, record: Record, plan: ResolvedPlan) -> RenderedRecord:
+    def render_layout(self, record: Record, plan: ResolvedPlan, *,
+                      verify_base_url: str | None = None) -> RenderedRecord:
         """Like :meth:`render`, plus where each signature field was put."""
         kind = _kind_for(record, plan)
         data_bytes = record.data_bytes
@@ -135,7 +152,7 @@ class Renderer:
             raise HsdtError("Dữ liệu hồ sơ không khớp SHA-256 đã ghi (hồ sơ bị sửa sau khi cắt?).",
                             code="render_data")
         with self._lock:
-            document = self._layout(record, plan, kind)
+            document = self._layout(record, plan, kind, verify_base_url)
             boxes = _signature_boxes(document, plan)
             locked_at = record.data["bundle_lock"]["locked_at"]
             when = datetime.strptime(locked_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)

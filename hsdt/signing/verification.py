@@ -8,13 +8,15 @@ ran and passed, never by default.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pikepdf
-from asn1crypto import x509
+from asn1crypto import crl, ocsp, x509
 from pikepdf.models.metadata import decode_pdf_date
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader
 from pyhanko.sign.diff_analysis import (
@@ -32,7 +34,10 @@ from pyhanko.sign.validation.pdf_embedded import (
     async_validate_pdf_signature,
     async_validate_pdf_timestamp,
 )
+from pyhanko.sign.validation.status import TimestampSignatureStatus
 from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.authority import AuthorityWithCert
+from pyhanko_certvalidator.path import ValidationPath
 
 from hsdt.domain.errors import HsdtError
 from hsdt.domain.plans import ResolvedPlan
@@ -96,6 +101,62 @@ _ALLOWED_AFTER = {True: ModificationLevel.LTA_UPDATES, False: ModificationLevel.
 
 
 @dataclass(frozen=True)
+class CertificateInfo:
+    """One certificate of a validation path, with what an archivist needs to look it up again
+    (serial and issuer, as a CA's register lists it; SHA-256, as a DSS or a browser shows it).
+
+    Times are ISO 8601 UTC. ``trust_anchor`` marks the certificate the path ends at.
+    """
+
+    subject_cn: str
+    subject: str
+    issuer_cn: str
+    issuer: str
+    serial: str  # hexadecimal, as CAs print it
+    sha256: str
+    not_before: str
+    not_after: str
+    trust_anchor: bool = False
+
+
+@dataclass(frozen=True)
+class RevocationEvidence:
+    """An OCSP response or a CRL that speaks about one certificate of a path.
+
+    ``source`` says where the verifier found it: ``dss`` — in the record's own Document
+    Security Store (what makes a sealed record verifiable with the network off); ``online`` —
+    fetched from the CA during this verification. ``status`` is what the evidence says about
+    the certificate: ``good`` (OCSP good, or not listed on the CRL), ``revoked``, ``unknown``.
+    """
+
+    kind: Literal["ocsp", "crl"]
+    cert_subject_cn: str
+    cert_sha256: str
+    issuer: str  # the OCSP responder, or the CRL issuer
+    produced_at: str | None  # OCSP producedAt; None for a CRL
+    this_update: str | None
+    next_update: str | None
+    status: Literal["good", "revoked", "unknown"]
+    source: Literal["dss", "online"]
+    sha256: str  # of the DER response or CRL, to find it in the DSS
+    revoked_at: str | None = None
+
+
+@dataclass(frozen=True)
+class TimestampInfo:
+    """The RFC 3161 timestamp of a signature: who vouches for the time, and their path."""
+
+    tsa_name: str
+    time: str  # ISO 8601 UTC
+    tsa_cert_sha256: str
+    intact: bool
+    valid: bool
+    trusted: bool
+    chain: tuple[CertificateInfo, ...] = ()
+    revocation: tuple[RevocationEvidence, ...] = ()
+
+
+@dataclass(frozen=True)
 class SignatureCheck:
     field: str
     label: str | None
@@ -112,6 +173,19 @@ class SignatureCheck:
     modification_level: str
     bound_to_assignee: bool | None
     problems: tuple[str, ...] = ()
+    # -- the detailed report (EU DSS style); empty when the signature could not be parsed --
+    stage: int | None = None  # index of the plan stage the field belongs to
+    assignee_name: str | None = None
+    certify: bool = False  # the certification (DocMDP) signature of the school
+    claimed_signing_time: str | None = None  # the signer's own /M: a claim, not evidence
+    digest_algorithm: str | None = None
+    signature_algorithm: str | None = None
+    chain: tuple[CertificateInfo, ...] = ()  # signer first, trust anchor last
+    revocation: tuple[RevocationEvidence, ...] = ()
+    timestamp: TimestampInfo | None = None
+    coverage: str | None = None  # ENTIRE_FILE / ENTIRE_REVISION / CONTIGUOUS_BLOCK_FROM_START
+    docmdp_ok: bool | None = None
+    changed_fields: tuple[str, ...] = ()  # form fields filled in after this signature
 
     @property
     def ok(self) -> bool:
@@ -127,6 +201,69 @@ class TimestampCheck:
     trusted: bool
     modification_level: str
     problems: tuple[str, ...] = ()
+    tsa_name: str | None = None
+    tsa_cert_sha256: str | None = None
+    chain: tuple[CertificateInfo, ...] = ()
+    revocation: tuple[RevocationEvidence, ...] = ()
+
+
+@dataclass(frozen=True)
+class ValidationData:
+    """What long-term validation material the record carries in its DSS, and where the
+    revocation status used for this verification came from (``dss``, ``online``, or
+    ``none`` when an unsealed record was verified offline)."""
+
+    source: Literal["dss", "online", "none"]
+    dss_certificates: int = 0
+    dss_ocsp_responses: int = 0
+    dss_crls: int = 0
+
+
+@dataclass(frozen=True)
+class FixityCheck:
+    time: str  # ISO 8601 UTC
+    outcome: str  # PREMIS eventOutcome: "success" / "failure"
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_hex(value: str) -> bool:
+    return bool(value) and set(value.lower()) <= _HEX
+
+
+@dataclass(frozen=True)
+class ArchiveEvidence:
+    """What the archive adds to a record's verification: where it is kept write-once, its
+    fixity history and its place in the transparency log. The archive fills it in
+    (:meth:`VerificationReport.with_archive`); the verifier itself knows nothing of storage.
+
+    ``signed_tree_head`` is the log's signed tree head as JSON text, kept verbatim so that a
+    reader can check the log's signature on exactly what the archive showed.
+    """
+
+    object_key: str
+    version_id: str
+    retain_until: str
+    fixity: tuple[FixityCheck, ...] = ()
+    log_index: int | None = None
+    tree_size: int | None = None
+    root_hash: str | None = None
+    inclusion_proof: tuple[str, ...] = ()
+    signed_tree_head: str | None = None
+
+    def __post_init__(self) -> None:
+        # Evidence that cannot be checked is no evidence: refuse malformed proofs early.
+        if self.root_hash is not None and not _is_hex(self.root_hash):
+            raise ValueError("root_hash phải là chuỗi hex")
+        if not all(_is_hex(h) for h in self.inclusion_proof):
+            raise ValueError("inclusion_proof phải là danh sách chuỗi hex")
+        if self.log_index is not None and self.tree_size is not None and not (
+                0 <= self.log_index < self.tree_size):
+            raise ValueError("log_index phải nằm trong cây (0 ≤ log_index < tree_size)")
+        if self.signed_tree_head is not None and not isinstance(
+                json.loads(self.signed_tree_head), dict):
+            raise ValueError("signed_tree_head phải là một đối tượng JSON")
 
 
 @dataclass(frozen=True)
@@ -152,10 +289,17 @@ class VerificationReport:
     verified_at: str
     network_used: bool
     codes: tuple[str, ...] = field(default=())
+    school_name: str = ""
+    validation_data: ValidationData | None = None
+    archive: ArchiveEvidence | None = None
 
     @property
     def valid(self) -> bool:
         return self.verdict == "valid"
+
+    def with_archive(self, evidence: ArchiveEvidence) -> VerificationReport:
+        """The same report with the archive's evidence attached (reports are immutable)."""
+        return replace(self, archive=evidence)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -181,12 +325,14 @@ class Verifier:
         problems: list[str] = []
         codes: list[str] = []
         sealed = bool(state.doc_timestamps)
-        vc, revocation = self._context(state, sealed)
+        vc, revocation, vdata, dss_digests = self._context(state, sealed)
+        evidence = _RevocationIndex(vc, dss_digests)
         diff = _ConsecutiveDiffPolicy()
         try:
-            sig_checks = [await self._check_signature(s, state.plan, vc, revocation, diff)
+            sig_checks = [await self._check_signature(s, state.plan, vc, revocation, diff, evidence)
                           for s in state.signatures]
-            ts_checks = [await self._check_timestamp(t, vc, diff) for t in state.doc_timestamps]
+            ts_checks = [await self._check_timestamp(t, vc, diff, evidence)
+                         for t in state.doc_timestamps]
         finally:
             await vc.aclose()
         for c in sig_checks:
@@ -233,27 +379,40 @@ class Verifier:
             data_matches_xmp=state.lock_matches, metadata_consistent=consistent,
             problems=tuple(problems), verified_at=datetime.now(UTC).isoformat(timespec="seconds"),
             network_used=self.online and not sealed, codes=tuple(codes),
+            school_name=str(state.data["school"].get("name", "")), validation_data=vdata,
         )
 
-    def _context(self, state: RecordState, sealed: bool) -> tuple[ValidationContext, bool]:
-        """The context and whether it can establish revocation status at all: from the DSS
-        of a sealed record, or online; offline without a DSS it cannot (and says so)."""
+    def _context(self, state: RecordState, sealed: bool
+                 ) -> tuple[ValidationContext, bool, ValidationData, frozenset[str]]:
+        """The context; whether it can establish revocation status at all (from the DSS of a
+        sealed record, or online; offline without a DSS it cannot, and says so); what the DSS
+        holds; and the digests of the DSS's OCSP responses and CRLs, so that the report can
+        tell evidence the record carries from evidence fetched today."""
         kwargs: dict[str, Any] = {"trust_roots": self.trust_roots, "revocation_mode": "require",
                                   "retroactive_revinfo": True}
-        if sealed:
-            try:
-                dss = DocumentSecurityStore.read_dss(state.reader)
-            except ValidationInfoReadingError:
-                dss = None
-            if dss is not None:
-                return dss.as_validation_context({**kwargs, "allow_fetching": False}), True
+        dss: DocumentSecurityStore | None = None
+        try:
+            dss = DocumentSecurityStore.read_dss(state.reader)
+        except (ValidationInfoReadingError, KeyError, ValueError):
+            dss = None
+        counts: dict[str, int] = {}
+        if dss is not None:
+            counts = {"dss_certificates": len(dss.certs), "dss_ocsp_responses": len(dss.ocsps),
+                      "dss_crls": len(dss.crls)}
+        if sealed and dss is not None:
+            vc = dss.as_validation_context({**kwargs, "allow_fetching": False})
+            digests = frozenset(_sha256(o.dump()) for o in [*vc.ocsps, *vc.crls])
+            return vc, True, ValidationData("dss", **counts), digests
         if not self.online:
             kwargs["revocation_mode"] = "soft-fail"
-        return ValidationContext(**kwargs, allow_fetching=self.online), self.online
+        source: Literal["online", "none"] = "online" if self.online else "none"
+        return (ValidationContext(**kwargs, allow_fetching=self.online), self.online,
+                ValidationData(source, **counts), frozenset())
 
     async def _check_signature(self, sig: EmbeddedPdfSignature, plan: ResolvedPlan,
                                vc: ValidationContext, revocation: bool,
-                               diff: StandardDiffPolicy) -> SignatureCheck:
+                               diff: StandardDiffPolicy, evidence: _RevocationIndex
+                               ) -> SignatureCheck:
         name = str(sig.field_name)
         problems: list[str] = []
         try:
@@ -262,21 +421,28 @@ class Verifier:
             fa = None
             problems.append("ô chữ ký không thuộc kế hoạch ký của loại hồ sơ này")
         cert = sig.signer_cert
+        role_facts: dict[str, Any] = {}
+        if fa is not None:
+            role_facts = {"stage": fa.stage, "assignee_name": fa.assignee_name,
+                          "certify": fa.certify}
         try:
             st = await async_validate_pdf_signature(sig, signer_validation_context=vc,
                                                     ts_validation_context=vc, diff_policy=diff)
         except (SignatureValidationError, ValueError) as exc:
-            return SignatureCheck(name, fa.label if fa else None, fa.role if fa else None,
+            return SignatureCheck(name, fa.label if fa else None, fa.role.value if fa else None,
                                   fa.assignee if fa else None, _cn(cert), fingerprint(cert), None,
                                   False, False, False, False, False, "UNKNOWN", None,
-                                  (f"không kiểm tra được: {exc}",))
+                                  (*problems, f"không kiểm tra được: {exc}"),
+                                  chain=(_cert_info(cert),), **role_facts)
         ts = st.timestamp_validity
         level = st.modification_level
         if not st.intact:
             problems.append("nội dung đã bị thay đổi sau khi ký (băm không khớp)")
         elif not st.valid:
             problems.append("giá trị chữ ký không hợp lệ")
-        if not st.trusted:
+        # pyHanko judges trust only for an intact, valid signature; saying "untrusted" for a
+        # broken one would send the reader after the wrong cause.
+        if st.intact and st.valid and not st.trusted:
             sub = st.trust_problem_indic.name if st.trust_problem_indic else "không rõ"
             problems.append(f"chứng thư số không tin cậy hoặc bị thu hồi ({sub})")
         if ts is None:
@@ -293,6 +459,8 @@ class Verifier:
             bound = self.bindings.owner(fingerprint(cert)) == fa.assignee
             if not bound:
                 problems.append(f"chứng thư không thuộc về người được giao ký ({fa.assignee_name})")
+        path = _Path.of(st.validation_path, cert)
+        changed = st.diff_result.changed_form_fields if isinstance(st.diff_result, DiffResult) else ()
         return SignatureCheck(
             field=name, label=fa.label if fa else None, role=fa.role.value if fa else None,
             assignee=fa.assignee if fa else None, signer_name=_cn(cert),
@@ -300,10 +468,17 @@ class Verifier:
             signing_time=ts.timestamp.astimezone(UTC).isoformat() if ts else None,
             intact=st.intact, valid=st.valid, trusted=st.trusted, timestamped=ts is not None,
             revocation_checked=bool(st.trusted) and revocation, modification_level=_level_name(level),
-            bound_to_assignee=bound, problems=tuple(problems))
+            bound_to_assignee=bound, problems=tuple(problems), **role_facts,
+            claimed_signing_time=_iso(st.signer_reported_dt),
+            digest_algorithm=st.md_algorithm, signature_algorithm=st.pkcs7_signature_mechanism,
+            chain=path.infos(), revocation=evidence.for_path(path),
+            timestamp=_timestamp_info(ts, evidence) if ts is not None else None,
+            coverage=st.coverage.name if st.coverage is not None else None,
+            docmdp_ok=st.docmdp_ok, changed_fields=tuple(sorted(str(f) for f in changed)))
 
     async def _check_timestamp(self, sig: EmbeddedPdfSignature, vc: ValidationContext,
-                               diff: StandardDiffPolicy) -> TimestampCheck:
+                               diff: StandardDiffPolicy, evidence: _RevocationIndex
+                               ) -> TimestampCheck:
         problems: list[str] = []
         try:
             st = await async_validate_pdf_timestamp(sig, validation_context=vc, diff_policy=diff)
@@ -312,13 +487,226 @@ class Verifier:
                                   (f"không kiểm tra được: {exc}",))
         if not (st.intact and st.valid):
             problems.append("dấu thời gian bị thay đổi hoặc không hợp lệ")
-        if not st.trusted:
+        elif not st.trusted:
             problems.append("dấu thời gian không dẫn về CA tin cậy")
         level = st.modification_level
         if level is not None and level > ModificationLevel.LTA_UPDATES:
             problems.append(f"có thay đổi sau dấu thời gian ({_LEVEL_VI.get(level, str(level))})")
+        path = _Path.of(st.validation_path, st.signing_cert)
         return TimestampCheck(str(sig.field_name), st.timestamp.astimezone(UTC).isoformat(),
-                              st.intact, st.valid, st.trusted, _level_name(level), tuple(problems))
+                              st.intact, st.valid, st.trusted, _level_name(level), tuple(problems),
+                              tsa_name=_cn(st.signing_cert),
+                              tsa_cert_sha256=fingerprint(st.signing_cert), chain=path.infos(),
+                              revocation=evidence.for_path(path))
+
+
+# -- the detailed report: paths and revocation evidence ------------------------------------
+
+def _sha256(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.astimezone(UTC).isoformat() if t is not None else None
+
+
+def _serial_hex(n: int) -> str:
+    h = f"{n:X}"
+    return h if len(h) % 2 == 0 else "0" + h
+
+
+def _cert_info(cert: x509.Certificate, trust_anchor: bool = False) -> CertificateInfo:
+    validity = cert["tbs_certificate"]["validity"]
+    return CertificateInfo(
+        subject_cn=_cn(cert), subject=cert.subject.human_friendly,
+        issuer_cn=_name_cn(cert.issuer), issuer=cert.issuer.human_friendly,
+        serial=_serial_hex(cert.serial_number), sha256=fingerprint(cert),
+        not_before=validity["not_before"].native.astimezone(UTC).isoformat(),
+        not_after=validity["not_after"].native.astimezone(UTC).isoformat(),
+        trust_anchor=trust_anchor)
+
+
+@dataclass(frozen=True)
+class _Path:
+    """A validated path as certificates (signer first) and as report entries."""
+
+    certs: tuple[x509.Certificate, ...]
+    anchor_index: int | None  # position of the trust anchor's certificate, if it has one
+
+    @classmethod
+    def of(cls, path: ValidationPath | None, leaf: x509.Certificate) -> _Path:
+        """The path pyHanko validated; only the signer's certificate when no path to a trust
+        anchor could be built (the report then says why)."""
+        if path is None:
+            return cls((leaf,), None)
+        certs = list(path.iter_certs(include_root=True))
+        certs.reverse()
+        authority = path.trust_anchor.authority
+        anchor = authority.certificate if isinstance(authority, AuthorityWithCert) else None
+        index = next((i for i, c in enumerate(certs)
+                      if anchor is not None and c.dump() == anchor.dump()), None)
+        return cls(tuple(certs), index)
+
+    def infos(self) -> tuple[CertificateInfo, ...]:
+        return tuple(_cert_info(c, trust_anchor=i == self.anchor_index)
+                     for i, c in enumerate(self.certs))
+
+    def checked(self) -> list[tuple[x509.Certificate, x509.Certificate | None]]:
+        """Each certificate whose revocation status matters (all but the trust anchor: an
+        anchor is trusted by configuration, not by a CA's word), with its issuer."""
+        return [(c, self.certs[i + 1] if i + 1 < len(self.certs) else None)
+                for i, c in enumerate(self.certs) if i != self.anchor_index]
+
+
+def _timestamp_info(ts: TimestampSignatureStatus, evidence: _RevocationIndex) -> TimestampInfo:
+    path = _Path.of(ts.validation_path, ts.signing_cert)
+    return TimestampInfo(tsa_name=_cn(ts.signing_cert),
+                         time=ts.timestamp.astimezone(UTC).isoformat(),
+                         tsa_cert_sha256=fingerprint(ts.signing_cert), intact=ts.intact,
+                         valid=ts.valid, trusted=ts.trusted, chain=path.infos(),
+                         revocation=evidence.for_path(path))
+
+
+@dataclass(frozen=True)
+class _OcspEntry:
+    name_hash: bytes
+    key_hash: bytes
+    hash_algo: str
+    serial: int
+    status: Literal["good", "revoked", "unknown"]
+    revoked_at: str | None
+    this_update: str | None
+    next_update: str | None
+    produced_at: str | None
+    responder: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class _CrlEntry:
+    issuer: x509.Name
+    issuer_text: str
+    revoked: dict[int, str | None]
+    this_update: str | None
+    next_update: str | None
+    sha256: str
+
+
+class _RevocationIndex:
+    """The OCSP responses and CRLs the validation context holds, indexed once, so each
+    certificate of each path can be given the evidence that speaks about it.
+
+    pyHanko does not say which response it relied on; what it requires (revocation mode
+    "require") is that one exists and is acceptable, so listing every response about the
+    certificate is complete and honest. The pool only grows (online fetching), so new
+    entries are indexed as they appear.
+    """
+
+    def __init__(self, vc: ValidationContext, dss_digests: frozenset[str]) -> None:
+        self._vc = vc
+        self._dss = dss_digests
+        self._ocsp: list[_OcspEntry] = []
+        self._crl: list[_CrlEntry] = []
+        self._seen: set[str] = set()
+
+    def _refresh(self) -> None:
+        for resp in self._vc.ocsps:
+            digest = _sha256(resp.dump())
+            if digest not in self._seen:
+                self._seen.add(digest)
+                self._ocsp += _ocsp_entries(resp, digest)
+        for cl in self._vc.crls:
+            digest = _sha256(cl.dump())
+            if digest not in self._seen:
+                self._seen.add(digest)
+                self._crl.append(_crl_entry(cl, digest))
+
+    def for_path(self, path: _Path) -> tuple[RevocationEvidence, ...]:
+        self._refresh()
+        out: list[RevocationEvidence] = []
+        for cert, issuer in path.checked():
+            out += self._about(cert, issuer)
+        return tuple(out)
+
+    def _about(self, cert: x509.Certificate, issuer: x509.Certificate | None
+               ) -> list[RevocationEvidence]:
+        found: list[RevocationEvidence] = []
+        cn, fp = _cn(cert), fingerprint(cert)
+        for o in self._ocsp:
+            if o.serial != cert.serial_number or o.name_hash != _name_hash(cert.issuer, o.hash_algo):
+                continue
+            if issuer is not None and o.key_hash != _key_hash(issuer, o.hash_algo):
+                continue
+            found.append(RevocationEvidence(
+                kind="ocsp", cert_subject_cn=cn, cert_sha256=fp, issuer=o.responder,
+                produced_at=o.produced_at, this_update=o.this_update, next_update=o.next_update,
+                status=o.status, source=self._source(o.sha256), sha256=o.sha256,
+                revoked_at=o.revoked_at))
+        for c in self._crl:
+            if c.issuer != cert.issuer:
+                continue
+            revoked = cert.serial_number in c.revoked
+            found.append(RevocationEvidence(
+                kind="crl", cert_subject_cn=cn, cert_sha256=fp, issuer=c.issuer_text,
+                produced_at=None, this_update=c.this_update, next_update=c.next_update,
+                status="revoked" if revoked else "good", source=self._source(c.sha256),
+                sha256=c.sha256, revoked_at=c.revoked.get(cert.serial_number)))
+        # OCSP first (the direct answer), then CRLs; oldest first within each.
+        found.sort(key=lambda e: (e.kind != "ocsp", e.produced_at or e.this_update or ""))
+        return found
+
+    def _source(self, digest: str) -> Literal["dss", "online"]:
+        return "dss" if digest in self._dss else "online"
+
+
+def _name_hash(name: x509.Name, algo: str) -> bytes:
+    return hashlib.new(algo, name.dump()).digest()
+
+
+def _key_hash(cert: x509.Certificate, algo: str) -> bytes:
+    return hashlib.new(algo, bytes(cert.public_key["public_key"])).digest()
+
+
+def _ocsp_entries(resp: ocsp.OCSPResponse, digest: str) -> list[_OcspEntry]:
+    if resp["response_status"].native != "successful":
+        return []
+    basic = resp["response_bytes"]["response"].parsed
+    tbs = basic["tbs_response_data"]
+    rid = tbs["responder_id"]
+    if rid.name == "by_name":
+        responder = _name_cn(rid.chosen)
+    else:
+        key = rid.chosen.native
+        signer = next((c for c in basic["certs"] or [] if c.public_key.sha1 == key), None)
+        responder = _cn(signer) if signer is not None else f"khoá {key.hex()}"
+    out: list[_OcspEntry] = []
+    for single in tbs["responses"]:
+        cid = single["cert_id"]
+        status = single["cert_status"]
+        state: Literal["good", "revoked", "unknown"] = (
+            status.name if status.name in ("good", "revoked") else "unknown")  # type: ignore[assignment]
+        revoked_at = (_iso(status.chosen["revocation_time"].native)
+                      if status.name == "revoked" else None)
+        out.append(_OcspEntry(
+            name_hash=cid["issuer_name_hash"].native, key_hash=cid["issuer_key_hash"].native,
+            hash_algo=cid["hash_algorithm"]["algorithm"].native,
+            serial=cid["serial_number"].native, status=state, revoked_at=revoked_at,
+            this_update=_iso(single["this_update"].native),
+            next_update=_iso(single["next_update"].native),
+            produced_at=_iso(tbs["produced_at"].native), responder=responder, sha256=digest))
+    return out
+
+
+def _crl_entry(cl: crl.CertificateList, digest: str) -> _CrlEntry:
+    tbs = cl["tbs_cert_list"]
+    revoked: dict[int, str | None] = {}
+    for rc in tbs["revoked_certificates"] or []:
+        revoked[rc["user_certificate"].native] = _iso(rc["revocation_date"].native)
+    nxt = tbs["next_update"].native
+    return _CrlEntry(issuer=tbs["issuer"], issuer_text=_name_cn(tbs["issuer"]),
+                     revoked=revoked, this_update=_iso(tbs["this_update"].native),
+                     next_update=_iso(nxt) if isinstance(nxt, datetime) else None,
+                     sha256=digest)
 
 
 _LEVEL_VI = {
@@ -335,8 +723,13 @@ def _level_name(level: ModificationLevel | None) -> str:
 
 
 def _cn(cert: x509.Certificate) -> str:
-    native = cert.subject.native
-    return str(native.get("common_name") or cert.subject.human_friendly)
+    return _name_cn(cert.subject)
+
+
+def _name_cn(name: x509.Name) -> str:
+    native = name.native
+    cn = native.get("common_name") if isinstance(native, dict) else None
+    return str(cn or name.human_friendly)
 
 
 def _order_problems(state: RecordState, checks: list[SignatureCheck]) -> list[str]:
