@@ -30,7 +30,7 @@ from hsdt.signing.report_text import (
     LEVEL_VI,
     REVOCATION_STATUS_VI,
     SOURCE_VI,
-    VERDICT_VI,
+    VERDICT_WORDS,
     fixity_outcome,
     local_date,
     local_time,
@@ -99,6 +99,9 @@ def _summary(r: VerificationReport) -> str:
         return (f"Hồ sơ nguyên vẹn và hợp lệ: cả {len(r.signatures)} chữ ký số đều hợp lệ, đúng "
                 "người được giao và đúng trình tự của kế hoạch ký; dữ liệu nhúng khớp mã khoá; "
                 "hồ sơ đã được niêm phong dài hạn. Có thể dùng hồ sơ này làm căn cứ.")
+    if r.verdict == "indeterminate":
+        return ("Không phát hiện dấu hiệu giả mạo, nhưng bằng chứng lưu trữ đã hết hạn: cần gia "
+                "hạn dấu thời gian lưu trữ trước khi dùng hồ sơ làm căn cứ.")
     return ("Hồ sơ KHÔNG hợp lệ: không được dùng làm căn cứ khi chưa làm rõ các lý do "
             "dưới đây.")
 
@@ -111,7 +114,7 @@ def report_html(report: VerificationReport) -> str:
         sth = json.dumps(json.loads(report.archive.signed_tree_head), ensure_ascii=False,
                          indent=2, sort_keys=True)
     return _env().get_template(TEMPLATE).render(
-        r=report, css=css, verdict=VERDICT_VI[report.valid], summary=_summary(report),
+        r=report, css=css, verdict=VERDICT_WORDS[report.verdict], summary=_summary(report),
         aspects=_aspects(report), basis=verification_basis(report), sth=sth,
         ok_signatures=sum(1 for s in report.signatures if s.ok),
         producer=f"HSĐT {hsdt.__version__}")

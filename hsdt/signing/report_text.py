@@ -29,6 +29,8 @@ REVOCATION_STATUS_VI = {"good": "chưa bị thu hồi", "revoked": "ĐÃ BỊ TH
                         "unknown": "không rõ"}
 SOURCE_VI = {"dss": "lưu trong hồ sơ (DSS)", "online": "tra cứu trực tuyến", "none": "không có"}
 VERDICT_VI = {True: "HỢP LỆ", False: "KHÔNG HỢP LỆ"}
+VERDICT_WORDS = {"valid": "HỢP LỆ", "invalid": "KHÔNG HỢP LỆ",
+                 "indeterminate": "CHƯA KẾT LUẬN ĐƯỢC — CẦN GIA HẠN BẰNG CHỨNG"}
 
 
 def yes(v: bool | None) -> str:
@@ -114,7 +116,7 @@ def fixity_outcome(outcome: str) -> str:
 
 def report_text(r: VerificationReport) -> str:
     lines = [
-        f"KẾT QUẢ XÁC MINH: {VERDICT_VI[r.valid]}",
+        f"KẾT QUẢ XÁC MINH: {VERDICT_WORDS[r.verdict]}",
         f"Hồ sơ: {r.record_id}",
         f"Loại: {r.plan_title} — học sinh {r.student_name}, năm học {r.school_year}",
     ]

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -268,7 +269,7 @@ class ArchiveEvidence:
 
 @dataclass(frozen=True)
 class VerificationReport:
-    verdict: Literal["valid", "invalid"]
+    verdict: Literal["valid", "invalid", "indeterminate"]
     record_id: str
     kind: str
     school_code: str
@@ -316,6 +317,7 @@ class Verifier:
     trust_roots: list[x509.Certificate]
     bindings: CertificateBindings | None = None
     online: bool = True
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def verify(self, pdf: bytes) -> VerificationReport:
         state = read_record(pdf)
@@ -324,17 +326,36 @@ class Verifier:
     async def _verify(self, state: RecordState, pdf: bytes) -> VerificationReport:
         problems: list[str] = []
         codes: list[str] = []
-        sealed = bool(state.doc_timestamps)
-        vc, revocation, vdata, dss_digests = self._context(state, sealed)
+        stamps = state.doc_timestamps
+        sealed = bool(stamps)
+        now = self.clock()
+        # Long-term validation (PAdES LTA): each archive timestamp proves that what it covers
+        # existed at its time. The signatures and the first DSS are judged at the first
+        # archive timestamp's time, each archive timestamp at the time of the next one, and
+        # the newest at its own time — provided its TSA certificate is still valid today.
+        # Judged at today's date instead, every record would fail once its certificates and
+        # revocation data aged, which is exactly what the archive timestamps are there for.
+        times = [_tst_time(t) for t in stamps]
+        vc, revocation, vdata, dss_digests = self._context(state, sealed,
+                                                           times[0] if times else None)
         evidence = _RevocationIndex(vc, dss_digests)
         diff = _ConsecutiveDiffPolicy()
+        ts_contexts: list[ValidationContext] = []
         try:
             sig_checks = [await self._check_signature(s, state.plan, vc, revocation, diff, evidence)
                           for s in state.signatures]
-            ts_checks = [await self._check_timestamp(t, vc, diff, evidence)
-                         for t in state.doc_timestamps]
+            ts_checks = []
+            for k, t in enumerate(stamps):
+                moment = times[k + 1] if k + 1 < len(times) else times[k]
+                tvc = self._context(state, True, moment)[0]
+                ts_contexts.append(tvc)
+                ts_checks.append(await self._check_timestamp(t, tvc, diff,
+                                                             _RevocationIndex(tvc, dss_digests)))
         finally:
             await vc.aclose()
+            for tvc in ts_contexts:
+                await tvc.aclose()
+        renewal = _renewal_needed(stamps[-1], now) if stamps else None
         for c in sig_checks:
             problems += [f"Chữ ký «{c.label or c.field}»: {p}" for p in c.problems]
         for t in ts_checks:
@@ -366,8 +387,15 @@ class Verifier:
             codes.append("metadata_inconsistent")
             problems.append("Siêu dữ liệu XMP và từ điển Info không thống nhất: "
                             + "; ".join(mismatches) + ".")
+        verdict: Literal["valid", "invalid", "indeterminate"] = "valid" if not problems else "invalid"
+        if renewal is not None:
+            codes.append("renewal_needed")
+            if not problems:
+                # Nothing is wrong with the record: its evidence has aged past what it proves.
+                verdict = "indeterminate"
+            problems.append(renewal)
         return VerificationReport(
-            verdict="valid" if not problems else "invalid",
+            verdict=verdict,
             record_id=state.record_id, kind=str(state.data.get("kind")),
             school_code=str(state.data["school"]["code"]),
             school_year=str(state.data["school_year"]),
@@ -377,12 +405,12 @@ class Verifier:
             archive_timestamps=tuple(ts_checks), plan_complete=not missing, plan_missing=missing,
             sealed=sealed, pdfa_part=part, pdfa_conformance=conformance,
             data_matches_xmp=state.lock_matches, metadata_consistent=consistent,
-            problems=tuple(problems), verified_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            problems=tuple(problems), verified_at=now.isoformat(timespec="seconds"),
             network_used=self.online and not sealed, codes=tuple(codes),
             school_name=str(state.data["school"].get("name", "")), validation_data=vdata,
         )
 
-    def _context(self, state: RecordState, sealed: bool
+    def _context(self, state: RecordState, sealed: bool, moment: datetime | None = None
                  ) -> tuple[ValidationContext, bool, ValidationData, frozenset[str]]:
         """The context; whether it can establish revocation status at all (from the DSS of a
         sealed record, or online; offline without a DSS it cannot, and says so); what the DSS
@@ -400,7 +428,8 @@ class Verifier:
             counts = {"dss_certificates": len(dss.certs), "dss_ocsp_responses": len(dss.ocsps),
                       "dss_crls": len(dss.crls)}
         if sealed and dss is not None:
-            vc = dss.as_validation_context({**kwargs, "allow_fetching": False})
+            point = {"moment": moment} if moment is not None else {}
+            vc = dss.as_validation_context({**kwargs, "allow_fetching": False, **point})
             digests = frozenset(_sha256(o.dump()) for o in [*vc.ocsps, *vc.crls])
             return vc, True, ValidationData("dss", **counts), digests
         if not self.online:
@@ -716,6 +745,24 @@ _LEVEL_VI = {
     ModificationLevel.ANNOTATIONS: "thêm chú thích (annotation)",
     ModificationLevel.OTHER: "sửa nội dung tài liệu",
 }
+
+
+def _tst_time(sig: EmbeddedPdfSignature) -> datetime:
+    """The time an archive timestamp attests (genTime of its token)."""
+    info = sig.signed_data["encap_content_info"]["content"].parsed
+    return info["gen_time"].native
+
+
+def _renewal_needed(newest: EmbeddedPdfSignature, now: datetime) -> str | None:
+    """The newest archive timestamp protects the record only while its TSA certificate is
+    valid; after that the record is not forged, but its evidence must be renewed."""
+    cert = newest.signer_cert
+    expires = cert["tbs_certificate"]["validity"]["not_after"].native
+    if expires <= now:
+        return (f"Cần gia hạn bằng chứng lưu trữ: chứng thư của dấu thời gian lưu trữ mới nhất "
+                f"đã hết hạn ngày {expires:%d/%m/%Y}. Không phát hiện dấu hiệu giả mạo, nhưng "
+                "không thể chứng minh thời điểm tồn tại của hồ sơ sau ngày đó.")
+    return None
 
 
 def _level_name(level: ModificationLevel | None) -> str:
