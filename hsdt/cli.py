@@ -140,24 +140,46 @@ def seal(file: Path, out: Annotated[Path | None, typer.Option()] = None,
 
 
 @app.command()
-def verify(file: Path,
+def verify(file: Annotated[Path | None, typer.Argument(help="Tệp PDF cần xác minh")] = None,
            as_json: Annotated[bool, typer.Option("--json", help="In kết quả dạng JSON")] = False,
            trust: Annotated[list[Path] | None, typer.Option(help="CA gốc tin cậy (PEM)")] = None,
            pki: Annotated[Path | None, typer.Option(help="Thư mục PKI thử nghiệm")] = None,
            bindings: Annotated[Path | None, typer.Option(help="Sổ đăng ký chứng thư")] = None,
-           offline: Annotated[bool, typer.Option(help="Không truy cập mạng")] = False) -> None:
-    """Xác minh hồ sơ: chữ ký, kế hoạch ký, khoá dữ liệu, PDF/A. Mã thoát 0/1/2."""
+           offline: Annotated[bool, typer.Option(help="Không truy cập mạng")] = False,
+           public: Annotated[bool, typer.Option(
+               "--public", help="Chỉ trả lời công khai (xác thực hay không), đối chiếu với kho")] = False,
+           root: Annotated[Path | None, typer.Option("--root", help="Kho lưu trữ (cho --public)")] = None,
+           record_id: Annotated[str | None, typer.Option(help="Mã hồ sơ (cho --public)")] = None,
+           ) -> None:
+    """Xác minh hồ sơ: chữ ký, kế hoạch ký, khoá dữ liệu, PDF/A. Mã thoát 0/1/2.
+
+    Với --public: câu trả lời công khai (như trang mà mã QR mở), không lộ điểm, ngày sinh
+    hay mã học sinh.
+    """
     from hsdt.signing.report_text import report_text
     from hsdt.signing.verification import Verifier
 
     try:
+        if public:
+            if root is None or (file is None and record_id is None):
+                raise UnusableInput("--public cần --root và một tệp PDF hoặc --record-id.")
+            archive = _open_archive(root, trust, pki, bindings)
+            answer = archive.public(record_id=record_id,
+                                    pdf=_read(file) if file is not None else None)
+            if as_json:
+                print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
+            else:
+                console.print(answer.message, highlight=False, markup=False)
+            raise typer.Exit(0 if answer.authentic else 1)
+        if file is None:
+            raise UnusableInput("Cần tệp PDF để xác minh.")
         roots, binds = _trust(trust, pki, bindings)
         report = Verifier(roots, binds, online=not offline).verify(_read(file))
     except UnusableInput as exc:
         if as_json:
             print(json.dumps({"verdict": "unusable", "error": exc.message}, ensure_ascii=False))
         else:
-            err.print(f"[red]Không dùng được tệp:[/] {exc.message}")
+            err.print(f"[red]Không dùng được tệp:[/] {escape(exc.message)}")
         raise typer.Exit(2) from None
     except HsdtError as exc:
         raise _fail(exc) from None
@@ -228,9 +250,8 @@ def archive_search(root: RootOpt,
 def archive_get(sha_or_record: str, root: RootOpt,
                 out: Annotated[Path, typer.Option(help="Thư mục ghi PDF và báo cáo")],
                 pki: PkiOpt = None, trust: TrustOpt = None, bindings: BindOpt = None) -> None:
-    """Lấy hồ sơ (bản hiện hành) kèm báo cáo xác minh mới lập, không dùng mạng."""
-    from dataclasses import asdict
-
+    """Lấy hồ sơ (bản mới nhất) kèm báo cáo xác minh mới lập, không dùng mạng: JSON, HTML, PDF."""
+    from hsdt.signing.report_html import report_html, report_pdf
     from hsdt.signing.report_text import report_text
 
     try:
@@ -239,17 +260,17 @@ def archive_get(sha_or_record: str, root: RootOpt,
         if entry is None:
             raise HsdtError(f"Không tìm thấy hồ sơ «{sha_or_record}» trong kho.", code="not_found")
         pdf = archive.get(entry)
-        report = archive.verifier.verify(pdf)
+        report = archive.report(entry)
     except HsdtError as exc:
         raise _fail(exc) from None
-    evidence = {"entry": asdict(entry), "log_inclusion": archive.inclusion(entry),
-                "events": [asdict(e) for e in archive.index.events(sha256=entry.sha256)]}
-    _write_atomic(out / f"{entry.record_id}.pdf", pdf)
-    _write_atomic(out / f"{entry.record_id}.report.json", json.dumps(
-        {"verification": report.to_json(), "archive": evidence}, ensure_ascii=False,
-        indent=2).encode())
+    stem = out / entry.record_id
+    _write_atomic(stem.with_suffix(".pdf"), pdf)
+    _write_atomic(stem.with_name(stem.name + ".report.json"), json.dumps(
+        report.to_json(), ensure_ascii=False, indent=2).encode())
+    _write_atomic(stem.with_name(stem.name + ".report.html"), report_html(report).encode())
+    _write_atomic(stem.with_name(stem.name + ".report.pdf"), report_pdf(report))
     console.print(report_text(report), highlight=False, markup=False)
-    console.print(f"Đã ghi {out / (entry.record_id + '.pdf')} và báo cáo JSON.")
+    console.print(f"Đã ghi {stem}.pdf và báo cáo (JSON, HTML, PDF).", highlight=False)
     raise typer.Exit(0 if report.valid else 1)
 
 
@@ -273,7 +294,7 @@ def archive_renew(root: RootOpt, tsa: Annotated[str | None, typer.Option(help="U
                 from hsdt.signing import testpki
 
                 p = testpki.load(pki)
-                stack.enter_context(testpki.serve(p))
+                stack.enter_context(_serve(p))
                 tsa = tsa or p.archive_tsa_url
             if tsa is None:
                 raise HsdtError("Cần URL dịch vụ cấp dấu thời gian (--tsa).", code="tsa_missing")
@@ -376,6 +397,19 @@ def _trust(trust: list[Path] | None, pki: Path | None, bindings: Path | None):  
     return roots, binds
 
 
+def _serve(p):  # type: ignore[no-untyped-def]
+    """Serve the test PKI's TSA/OCSP/CRL for this command, unless something already does."""
+    import contextlib
+
+    from hsdt.signing import testpki
+
+    try:
+        testpki.check_services(p, timeout=2.0)
+        return contextlib.nullcontext(p)
+    except testpki.TestPKIError:
+        return testpki.serve(p)
+
+
 def _signing_setup(stack, pki, identity, p12, passphrase, pkcs11_lib, token, key_label,  # type: ignore[no-untyped-def]
                    cert, pin, tsa, trust, bindings):
     from hsdt.signing.keys import open_pkcs11_key, open_software_key
@@ -392,7 +426,7 @@ def _signing_setup(stack, pki, identity, p12, passphrase, pkcs11_lib, token, key
         from hsdt.signing import testpki
 
         p = testpki.load(pki)
-        stack.enter_context(testpki.serve(p))
+        stack.enter_context(_serve(p))
         tsa = tsa or p.tsa_url
         if identity:
             key = stack.enter_context(open_identity(p, p.identity(identity)))
@@ -406,6 +440,65 @@ def _signing_setup(stack, pki, identity, p12, passphrase, pkcs11_lib, token, key
         raise HsdtError("Cần URL dịch vụ cấp dấu thời gian (--tsa).", code="tsa_missing")
     from hsdt.signing.pades import SigningEnvironment as _Env  # noqa: F401
     return SigningEnvironment(trust_roots=roots, tsa_url=tsa, bindings=binds), key
+
+
+transfer_app = typer.Typer(help="Hồ sơ chuyển trường.", no_args_is_help=True)
+app.add_typer(transfer_app, name="transfer")
+
+
+@transfer_app.command("issue")
+def transfer_issue(student: Annotated[str, typer.Option(help="Mã định danh học sinh")], root: RootOpt,
+                   out: Annotated[Path, typer.Option(help="Tệp gói hồ sơ (.zip)")],
+                   pki: PkiOpt = None, trust: TrustOpt = None, bindings: BindOpt = None) -> None:
+    """Lập gói hồ sơ chuyển trường: mọi học bạ của học sinh, báo cáo, danh mục ký bằng dấu số."""
+    from hsdt.archive.transfer import issue_transfer_package
+
+    try:
+        archive = _open_archive(root, trust, pki, bindings)
+        latest: dict[str, object] = {}
+        for e in archive.index.search(student_code=student, current_only=True):
+            latest[e.record_id] = e  # log order: keep the newest version of each record
+        if not latest:
+            raise HsdtError(f"Kho không có hồ sơ nào của học sinh {student}.", code="not_found")
+        if pki is None:
+            raise HsdtError("Cần khoá dấu số của trường (--pki trong bản thử nghiệm).",
+                            code="seal_missing")
+        from hsdt.demo import open_identity
+        from hsdt.signing import testpki
+
+        p = testpki.load(pki)
+        with _serve(p), open_identity(p, p.identity("seal")) as seal:
+            records = [archive.get(e) for e in latest.values()]  # type: ignore[arg-type]
+            package = issue_transfer_package(
+                records, seal=seal, tsa_url=p.tsa_url, trust_roots=p.trust_roots(),
+                issuing_school_code=p.school_code, issuing_school_name=p.school_name,
+                student_code=student)
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    _write_atomic(out, package)
+    console.print(f"Đã lập gói {out} gồm {len(latest)} hồ sơ.", highlight=False)
+
+
+@transfer_app.command("verify")
+def transfer_verify(package: Path, pki: PkiOpt = None, trust: TrustOpt = None,
+                    bindings: BindOpt = None,
+                    as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Kiểm tra gói hồ sơ chuyển trường, không cần mạng; nêu rõ từng chỗ sai. Mã thoát 0/1/2."""
+    from hsdt.archive.transfer import verify_transfer_package
+
+    try:
+        roots, _ = _trust(trust, pki, bindings)
+        check = verify_transfer_package(_read(package), trust_roots=roots)
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(json.dumps(check.to_json(), ensure_ascii=False, indent=2))
+    elif check.ok:
+        console.print(f"[green]Gói hợp lệ[/]: {len(check.records)} hồ sơ.", highlight=False)
+    else:
+        for line in check.messages():
+            console.print(f"[red]✗[/] {escape(line)}", highlight=False)
+    raise typer.Exit(0 if check.ok else 1)
 
 
 def main() -> None:  # pragma: no cover

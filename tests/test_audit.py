@@ -197,3 +197,46 @@ def test_cli_archive_and_audit(world: World, two_sealed: list[bytes], tmp_path: 
     assert r.exit_code == 1 and "object_missing" in r.output
     r = runner.invoke(app, ["audit", "fixity", "--root", str(root), *pki])
     assert r.exit_code == 1 and "Đã kiểm tra 2 hồ sơ, 1 lỗi" in " ".join(r.output.split())
+
+
+def test_cli_public_answer_and_transfer(world: World, two_sealed: list[bytes], tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from hsdt.cli import app
+
+    root, pki = tmp_path / "kho", ["--pki", str(world.pki.workdir)]
+    runner = CliRunner()
+    f = tmp_path / "r.pdf"
+    f.write_bytes(two_sealed[0])
+    assert runner.invoke(app, ["archive", "ingest", str(f), "--root", str(root), *pki]).exit_code == 0
+    record = world.records[0]
+    r = runner.invoke(app, ["verify", "--public", "--root", str(root), "--record-id",
+                            record.record_id, "--json", *pki])
+    assert r.exit_code == 0, r.output
+    answer = json.loads(r.output)
+    assert answer["authentic"] and answer["status"] == "current"
+    for secret in (record.student.code, record.student.full_name, record.student.date_of_birth):
+        assert secret not in r.output
+    altered = tmp_path / "altered.pdf"
+    altered.write_bytes(two_sealed[0] + b"\n")  # not byte-identical to the archived copy
+    r = runner.invoke(app, ["verify", str(altered), "--public", "--root", str(root), "--json", *pki])
+    assert r.exit_code == 1 and json.loads(r.output)["status"] == "not_authentic"
+    r = runner.invoke(app, ["archive", "get", record.record_id, "--root", str(root),
+                            "--out", str(tmp_path / "out"), *pki])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "out" / f"{record.record_id}.report.json").read_text())
+    assert report["archive"]["log_index"] == 0 and report["archive"]["signed_tree_head"]
+    assert (tmp_path / "out" / f"{record.record_id}.report.pdf").read_bytes().startswith(b"%PDF")
+    package = tmp_path / "chuyen-truong.zip"
+    r = runner.invoke(app, ["transfer", "issue", "--student", record.student.code, "--root", str(root),
+                            "--out", str(package), *pki])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["transfer", "verify", str(package), *pki])
+    assert r.exit_code == 0 and "Gói hợp lệ" in r.output
+    data = bytearray(package.read_bytes())
+    data[len(data) // 2] ^= 1
+    package.write_bytes(bytes(data))
+    r = runner.invoke(app, ["transfer", "verify", str(package), *pki])
+    assert r.exit_code == 1 and "✗" in r.output

@@ -25,11 +25,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hsdt.archive.index import ArchiveEntry, ArchiveIndex
+from hsdt.archive.public import PublicAnswer, public_answer
 from hsdt.archive.store import ObjectStore
 from hsdt.archive.tlog import TransparencyLog
 from hsdt.domain.canonical import canonical_json, sha256_hex
 from hsdt.domain.errors import ArchiveError, HsdtError
-from hsdt.signing.verification import VerificationReport, Verifier
+from hsdt.signing.record_state import read_record
+from hsdt.signing.verification import ArchiveEvidence, FixityCheck, VerificationReport, Verifier
 
 PERMANENT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 LOG_EVENT_SCHEMA = "hsdt.archive-event/1"
@@ -201,6 +203,42 @@ class Archive:
             raise ArchiveError(f"«{entry.key}» không khớp SHA-256 trong chỉ mục.",
                                code="fixity_failed")
         return data
+
+    def evidence(self, entry: ArchiveEntry) -> ArchiveEvidence:
+        """What the archive can prove about one stored version, for its verification report."""
+        sth = self.log.signed_tree_head()
+        return ArchiveEvidence(
+            object_key=entry.key, version_id=entry.version_id, retain_until=entry.retain_until,
+            fixity=tuple(FixityCheck(e.at, e.outcome)
+                         for e in self.index.events(sha256=entry.sha256, type_="fixity check")),
+            log_index=entry.log_index, tree_size=sth.size, root_hash=sth.root_hash.hex(),
+            inclusion_proof=tuple(p.hex() for p in self.log.inclusion_proof(entry.log_index,
+                                                                            sth.size)),
+            signed_tree_head=sth.to_json())
+
+    def report(self, entry: ArchiveEntry) -> VerificationReport:
+        """A fresh verification of the stored version (offline), with the archive's evidence."""
+        return self.verifier.verify(self.get(entry)).with_archive(self.evidence(entry))
+
+    def public(self, *, record_id: str | None = None, pdf: bytes | None = None) -> PublicAnswer:
+        """The public-safe answer behind a record's QR code, or for an uploaded copy compared
+        byte for byte with the archive (Nghị định 13/2023: nothing the asker does not hold)."""
+        if pdf is not None:
+            entry = self.index.by_sha(sha256_hex(pdf))
+            if entry is None:
+                try:
+                    claimed = read_record(pdf).record_id
+                except HsdtError:
+                    claimed = ""
+                found = bool(claimed) and bool(self.index.search(record_id=claimed))
+                return public_answer(None, superseded_by=None, found=found, matches_archive=False)
+            return public_answer(self.verifier.verify(pdf), superseded_by=entry.superseded_by,
+                                 found=True, matches_archive=True)
+        entry = self.current(record_id or "")
+        if entry is None:
+            return public_answer(None, superseded_by=None, found=False, matches_archive=None)
+        return public_answer(self.verifier.verify(self.get(entry)),
+                             superseded_by=entry.superseded_by, found=True, matches_archive=None)
 
     def inclusion(self, entry: ArchiveEntry) -> dict[str, Any]:
         """Evidence that the entry's event is in the log: proof against a signed tree head."""
