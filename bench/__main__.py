@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
             pipeline.run(Path(tmp), rep,
                          pipeline.Options(records=args.records, profile=args.profile))
         _against_targets(rep)
+        from bench import archive as archive_bench
+        from bench import tlog as tlog_bench
+
+        with tempfile.TemporaryDirectory(prefix="hsdt-bench-archive-") as tmp:
+            archive_bench.run(Path(tmp), rep)
+        tlog_bench.run(print)
         if args.quick:
             rep.comment(f"--quick: class{args.students} run skipped")
         else:

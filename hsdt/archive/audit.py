@@ -20,6 +20,7 @@ from hsdt.archive.store import LocalWormStore
 from hsdt.domain.canonical import sha256_hex
 from hsdt.domain.errors import ArchiveError
 
+_BATCH = 64
 _COMPARED = ("record_id", "kind", "student_code", "school_code", "school_year", "key",
              "version_id", "size", "retain_until")
 
@@ -155,15 +156,23 @@ def fixity_audit(archive: Archive, *, sample: int | None = None, limit: int | No
         if limit is not None:
             todo = todo[:limit]
     failures: list[Finding] = []
-    for e in todo:
-        problems = _object_findings(archive, e.key, e.version_id, e.sha256, e.log_index)
-        problems += _log_agrees(archive, e)
-        archive.index.add_event(e.sha256, "fixity check", _now(),
-                                "failure" if problems else "success",
-                                "; ".join(p.message for p in problems))
-        failures += problems
-        if sample is None:
-            archive.index.set_state("fixity_cursor", str(e.log_index))
+    # Events and the cursor commit in batches: one fsync per batch rather than per object,
+    # and an interrupted sweep re-checks at most one batch.
+    for start in range(0, len(todo), _BATCH):
+        batch = todo[start:start + _BATCH]
+        results = []
+        for e in batch:
+            problems = _object_findings(archive, e.key, e.version_id, e.sha256, e.log_index)
+            problems += _log_agrees(archive, e)
+            results.append((e, problems))
+            failures += problems
+        with archive.index.transaction() as conn:
+            for e, problems in results:
+                archive.index.add_event(e.sha256, "fixity check", _now(),
+                                        "failure" if problems else "success",
+                                        "; ".join(p.message for p in problems), conn=conn)
+            if sample is None:
+                archive.index.set_state("fixity_cursor", str(batch[-1].log_index), conn)
     done = sample is None and (not entries or (todo and todo[-1].log_index == entries[-1].log_index)
                                or not todo)
     if done:
