@@ -47,3 +47,33 @@ def test_ingest_get_and_audit_on_radosgw(world: World, sealed: bytes,
                    ContentMD5=b64encode(hashlib.md5(forged).digest()).decode())
     assert archive.get(entry) == sealed  # the archived version is still what we serve
     assert {f.code for f in audit_log(archive)} == {"object_outside_log"}
+
+
+def test_cli_on_s3_backend(world: World, sealed: bytes, s3_env: dict[str, str],  # noqa: F811
+                           tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hsdt.cli import app
+
+    raw = _raw_client(s3_env)
+    bucket = f"hsdt-cli-{uuid.uuid4().hex[:12]}"
+    raw.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    env = {**s3_env, "HSDT_ARCHIVE_BACKEND": "s3", "HSDT_S3_BUCKET": bucket,
+           "HSDT_S3_PERMANENT_YEARS": "1"}
+    f = tmp_path / "r.pdf"
+    f.write_bytes(sealed)
+    pki = ["--pki", str(world.pki.workdir)]
+    runner = CliRunner()
+    r = runner.invoke(app, ["archive", "ingest", str(f), "--root", str(tmp_path / "idx"), *pki], env=env)
+    assert r.exit_code == 0, r.output
+    listed = raw.list_object_versions(Bucket=bucket, Prefix="records/")["Versions"]
+    assert len(listed) == 1
+    r = runner.invoke(app, ["audit", "log", "--root", str(tmp_path / "idx"), *pki], env=env)
+    assert r.exit_code == 0, r.output
+    # a bucket without Object Lock is refused at start-up, naming what is missing
+    plain = f"hsdt-plain-{uuid.uuid4().hex[:12]}"
+    raw.create_bucket(Bucket=plain)
+    r = runner.invoke(app, ["audit", "log", "--root", str(tmp_path / "idx2"), *pki],
+                      env={**env, "HSDT_S3_BUCKET": plain})
+    assert r.exit_code != 0 and "Object Lock" in r.output
+    raw.delete_bucket(Bucket=plain)
