@@ -25,3 +25,10 @@ def test_same_errors(raw: bytes) -> None:
     for reader in (_speedups.read_hex_string_from_stream, _speedups._original):
         with pytest.raises(PdfStreamError):
             reader(io.BytesIO(raw))
+
+
+@pytest.mark.parametrize("value", ["Nguyễn Thị Thư", "  HSDT   Test  Root CA ", "ÅNGSTRÖM", "Ｈｏàng"])
+def test_name_preparation_is_the_original(value: str) -> None:
+    from asn1crypto import x509
+
+    assert _speedups._cached_prep(x509.NameTypeAndValue(), value) == _speedups._original_prep(None, value)
