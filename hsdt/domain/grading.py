@@ -7,7 +7,7 @@ because a silently altered grade is the worst outcome there is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import ROUND_HALF_UP, Decimal
 
 from hsdt.domain.errors import Problem
@@ -189,8 +189,10 @@ def _student_problems(s: Student, term: Term, catalog: dict[str, Subject]) -> It
                                  catalog, problem)
 
 
-def _results_problems(s, full_year, hk1_avgs, hk1_passes, year_avgs, year_passes, catalog,
-                      problem) -> Iterator[Problem]:  # type: ignore[no-untyped-def]
+def _results_problems(s: Student, full_year: bool, hk1_avgs: list[Decimal], hk1_passes: list[Pass],
+                      year_avgs: list[Decimal], year_passes: list[Pass], catalog: dict[str, Subject],
+                      problem: Callable[[str, str], Problem]) -> Iterator[Problem]:
+    """Learning results, year results and promotion, once every subject's average is known."""
     n_score = sum(1 for x in catalog.values() if x.assessment is Assessment.SCORE)
     n_comment = len(catalog) - n_score
     if len(hk1_avgs) == n_score and len(hk1_passes) == n_comment:
