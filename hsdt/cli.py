@@ -273,14 +273,17 @@ def archive_get(sha_or_record: str, root: RootOpt,
         report = archive.report(entry)
     except HsdtError as exc:
         raise _fail(exc) from None
-    stem = out / entry.record_id
-    _write_atomic(stem.with_suffix(".pdf"), pdf)
-    _write_atomic(stem.with_name(stem.name + ".report.json"), json.dumps(
-        report.to_json(), ensure_ascii=False, indent=2).encode())
-    _write_atomic(stem.with_name(stem.name + ".report.html"), report_html(report).encode())
-    _write_atomic(stem.with_name(stem.name + ".report.pdf"), report_pdf(report))
+    # record ids contain dots: build names by appending, never with_suffix()
+    def named(ext: str) -> Path:
+        return out / f"{entry.record_id}{ext}"
+
+    _write_atomic(named(".pdf"), pdf)
+    _write_atomic(named(".report.json"), json.dumps(report.to_json(), ensure_ascii=False,
+                                                     indent=2).encode())
+    _write_atomic(named(".report.html"), report_html(report).encode())
+    _write_atomic(named(".report.pdf"), report_pdf(report))
     console.print(report_text(report), highlight=False, markup=False)
-    console.print(f"Đã ghi {stem}.pdf và báo cáo (JSON, HTML, PDF).", highlight=False)
+    console.print(f"Đã ghi {named('.pdf')} và báo cáo (JSON, HTML, PDF).", highlight=False)
     raise typer.Exit(0 if report.valid else 1)
 
 

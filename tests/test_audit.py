@@ -185,9 +185,9 @@ def test_cli_archive_and_audit(world: World, two_sealed: list[bytes], tmp_path: 
                             "--out", str(tmp_path / "out"), *pki])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / f"{found[0]['record_id']}.pdf").read_bytes() == two_sealed[0]
-    evidence = json.loads((tmp_path / "out" / f"{found[0]['record_id']}.report.json").read_text())
-    assert evidence["verification"]["verdict"] == "valid"
-    assert evidence["archive"]["log_inclusion"]["tree_size"] == 2
+    report = json.loads((tmp_path / "out" / f"{found[0]['record_id']}.report.json").read_text())
+    assert report["verdict"] == "valid"
+    assert report["archive"]["tree_size"] == 2 and report["archive"]["inclusion_proof"]
     r = runner.invoke(app, ["audit", "log", "--root", str(root), *pki])
     assert r.exit_code == 0 and "sạch" in r.output
     obj = root / "objects" / found[0]["key"]

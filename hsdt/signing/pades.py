@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from asn1crypto import cms, x509
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.fields import MDPPerm, SigSeedSubFilter
+from pyhanko.sign.signers.pdf_cms import Signer
 from pyhanko.sign.signers.pdf_signer import (
     PdfSignatureMetadata,
     PdfSigner,
@@ -31,17 +33,18 @@ from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBacken
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers.util import LazySession
 
 from hsdt.domain.errors import SigningRefused
-from hsdt.domain.plans import Role
+from hsdt.domain.plans import FieldAssignment, Role
 from hsdt.signing import policy
 from hsdt.signing.appearance import VietnameseStampStyle, stamp_lines
 from hsdt.signing.bindings import CertificateBindings
-from hsdt.signing.keys import SigningKey
-from hsdt.signing.record_state import read_record, require_data_lock
+from hsdt.signing.keys import SigningKey, fingerprint
+from hsdt.signing.record_state import RecordState, read_record, require_data_lock
 
 _RESERVE_MARGIN = 1024  # TST sizes vary a little between tokens
 _CERT_CHECK_TTL_S = 300.0
 _SEAL_COLOR = (0.7, 0.0, 0.0)
 _PERSON_COLOR = (0.0, 0.0, 0.55)
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -106,36 +109,54 @@ class RecordSigner:
 
     # -- checks ----------------------------------------------------------------------------
     def check_certificate(self, key: SigningKey, assignee_field: policy.FieldAssignment) -> None:
+        self.check_certificate_for(key.cert, key.chain, assignee_field)
+
+    def check_certificate_for(self, cert: x509.Certificate, chain: list[x509.Certificate],
+                              assignee_field: policy.FieldAssignment) -> None:
+        """The certificate checks of :meth:`check_certificate` from the certificate alone: a
+        key held outside the server (deferred signing) is judged by the same rules."""
         now = self.env.clock()
-        cache_key = (key.fingerprint, assignee_field.assignee)
-        policy.check_binding(key.cert, assignee_field, self.env.bindings)
-        policy.check_key_strength(key.cert)
-        policy.check_validity_period(key.cert, now)
+        cache_key = (fingerprint(cert), assignee_field.assignee)
+        policy.check_binding(cert, assignee_field, self.env.bindings)
+        policy.check_key_strength(cert)
+        policy.check_validity_period(cert, now)
         checked_at = self._checked.get(cache_key)
         if checked_at is not None and now.timestamp() - checked_at < _CERT_CHECK_TTL_S:
             return
         self._runner.run(policy.check_trust_and_revocation(
-            key.cert, key.chain, self.validation_context()))
+            cert, chain, self.validation_context()))
         self._checked[cache_key] = now.timestamp()
 
-    # -- signing ---------------------------------------------------------------------------
-    def sign(self, pdf: bytes, field_name: str, key: SigningKey, *,
-             expected_data_sha256: str | None = None) -> bytes:
-        """Add one PAdES B-T signature in ``field_name``, if the plan and the key allow it."""
+    def check_can_sign(self, pdf: bytes, field_name: str, cert: x509.Certificate,
+                       chain: list[x509.Certificate], *, expected_data_sha256: str | None = None
+                       ) -> tuple[RecordState, FieldAssignment]:
+        """Every check :meth:`sign` makes before signing, without needing the private key.
+
+        Data lock, field, plan order, certificate (binding, strength, validity, trust and
+        revocation online), and the form's own lock for a locking field — in that order, so
+        a refusal names the first rule broken. Returns the parsed record and its field so
+        the caller does not parse the PDF again.
+        """
         state = read_record(pdf)
         require_data_lock(state, expected_data_sha256)
         target = state.plan.field(field_name)
         if field_name not in state.field_names:
             raise SigningRefused(f"Hồ sơ không có ô chữ ký «{field_name}».", code="unknown_field")
         policy.check_plan_order(state.plan, target, list(state.filled_fields))
-        self.check_certificate(key, target)
-
-        now = self.env.clock()
-        w = _writer(pdf)
+        self.check_certificate_for(cert, chain, target)
         if target.lock_all:
             _require_field_lock(state.reader, field_name)
+        return state, target
+
+    def pdf_signer_for(self, state: RecordState, target: FieldAssignment, signer: Signer,
+                       signer_name: str, now: datetime) -> PdfSigner:
+        """The PAdES B-T signer for one field: metadata, DocMDP/lock and the Vietnamese stamp.
+
+        Shared by :meth:`sign` and deferred signing so that a signature made with a key in a
+        teacher's USB token looks and locks exactly like one made on the server.
+        """
         meta = PdfSignatureMetadata(
-            field_name=field_name, md_algorithm="sha256", subfilter=SigSeedSubFilter.PADES,
+            field_name=target.name, md_algorithm="sha256", subfilter=SigSeedSubFilter.PADES,
             certify=target.certify,
             docmdp_permissions=MDPPerm.NO_CHANGES if target.lock_all else MDPPerm.FILL_FORMS,
             reason=f"{target.label} — {state.plan.spec.title}",
@@ -143,9 +164,28 @@ class RecordSigner:
             name=target.assignee_name,
         )
         is_seal = target.role is Role.SCHOOL_SEAL
-        style = VietnameseStampStyle(stamp_lines(key.subject_name, now),
+        style = VietnameseStampStyle(stamp_lines(signer_name, now),
                                      _SEAL_COLOR if is_seal else _PERSON_COLOR)
-        signer = PdfSigner(meta, key.signer, timestamper=self._timestamper, stamp_style=style)
+        return PdfSigner(meta, signer, timestamper=self._timestamper, stamp_style=style)
+
+    @property
+    def timestamper(self) -> HTTPTimeStamper:
+        """The batch's TSA client (one HTTP session, dummy response cached for sizing)."""
+        return self._timestamper
+
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run a coroutine on this signer's event loop, where its HTTP session lives."""
+        return self._runner.run(coro)
+
+    # -- signing ---------------------------------------------------------------------------
+    def sign(self, pdf: bytes, field_name: str, key: SigningKey, *,
+             expected_data_sha256: str | None = None) -> bytes:
+        """Add one PAdES B-T signature in ``field_name``, if the plan and the key allow it."""
+        state, target = self.check_can_sign(pdf, field_name, key.cert, key.chain,
+                                            expected_data_sha256=expected_data_sha256)
+        now = self.env.clock()
+        w = _writer(pdf)
+        signer = self.pdf_signer_for(state, target, key.signer, key.subject_name, now)
         # First signature of a key: pyHanko sizes the CMS with a dry run; later ones reserve
         # what the first actually needed.
         reserved = self._reserved.get(key.fingerprint)
