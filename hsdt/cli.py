@@ -514,6 +514,20 @@ def transfer_verify(package: Path, pki: PkiOpt = None, trust: TrustOpt = None,
     raise typer.Exit(0 if check.ok else 1)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(ctx: typer.Context) -> None:
+    """Chạy một worker Celery (cần HSDT_BROKER_URL: Redis hoặc RabbitMQ). Mọi tuỳ chọn của
+    `celery worker` đều dùng được, ví dụ --concurrency 2."""
+    from hsdt.workers.cli import run_worker
+    from hsdt.workers.settings import WorkerConfigError
+
+    try:
+        run_worker(list(ctx.args))
+    except WorkerConfigError as exc:
+        err.print(f"[red]Lỗi:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())
 

@@ -1,0 +1,223 @@
+"""What a worker process keeps open between tasks: signers, keys, archives.
+
+Opening a key on the HSM, an aiohttp session to the TSA and OCSP, a certificate check, the
+font subsets of a signature appearance — each costs far more than one signature, so a
+worker process opens them once and reuses them for every record it is given (the same
+reason :class:`~hsdt.signing.pades.RecordSigner` serves a whole batch). Everything here is
+per process and created lazily *inside* the pool process: nothing is opened before Celery
+forks, so no PKCS#11 session or socket is ever shared between processes.
+
+After a transient fault the task calls :func:`reset` so the retry starts from fresh
+sessions (a TSA connection or an HSM session that failed once is not trusted again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hsdt.archive.ingest import PERMANENT, Archive
+from hsdt.archive.store import LocalWormStore, ObjectStore
+from hsdt.domain.canonical import sha256_hex
+from hsdt.domain.plans import FieldAssignment, Role
+from hsdt.signing import testpki
+from hsdt.signing.bindings import CertificateBindings
+from hsdt.signing.keys import SigningKey
+from hsdt.signing.pades import RecordSigner, SigningEnvironment
+from hsdt.signing.verification import VerificationReport, Verifier
+from hsdt.workers.files import exclusive
+
+ARCHIVE_LOCK = "workers.lock"
+
+
+@dataclass
+class SigningContext:
+    """One test-PKI's keys and signers in this process.
+
+    The embedded default keeps every key the demo needs on the server: the school seal and
+    the principal on SoftHSM2, the teachers' in PKCS#12 files. In production only the seal
+    (HSM) is server-side; :meth:`key_for` answers ``None`` for a field whose key the server
+    does not hold, and the record waits for that person's deferred signature.
+    """
+
+    pki: testpki.TestPKI
+    signer: RecordSigner
+    _renewer: RecordSigner | None = None
+    keys: dict[str, SigningKey] = field(default_factory=dict)
+
+    @property
+    def env(self) -> SigningEnvironment:
+        return self.signer.env
+
+    def key_for(self, f: FieldAssignment) -> SigningKey | None:
+        name = testpki.SEAL if f.role is Role.SCHOOL_SEAL else f.assignee
+        if os.environ.get("SOFTHSM2_CONF") != str(self.pki.softhsm_conf):
+            # Something in this process pointed SoftHSM2 at another token directory (tests
+            # do), which re-initialises the library: sessions opened before are gone.
+            for stale in [n for n, k in self.keys.items() if k.backend == "pkcs11"]:
+                del self.keys[stale]
+        if name not in self.keys:
+            try:
+                ident = self.pki.identity(name)
+            except KeyError:
+                return None
+            from hsdt.demo import open_identity
+
+            if ident.on_hsm:
+                # SoftHSM2 rewrites its token file when a user logs in; two processes logging
+                # in at the same moment corrupt each other's view of the token (GeneralError,
+                # then UserPinNotInitialized until the library is re-initialised). Logins are
+                # once per process, so serialising them across processes costs nothing.
+                with exclusive(self.pki.softhsm_conf.parent / "login.lock"):
+                    self.keys[name] = open_identity(self.pki, ident)
+            else:
+                self.keys[name] = open_identity(self.pki, ident)
+        return self.keys[name]
+
+    @property
+    def renewer(self) -> RecordSigner:
+        """A signer whose timestamps come from the long-lived archive TSA (renewal)."""
+        if self._renewer is None:
+            env = SigningEnvironment(self.pki.trust_roots(), self.pki.archive_tsa_url,
+                                     self.env.bindings)
+            self._renewer = RecordSigner(env)
+        return self._renewer
+
+    def close(self) -> None:
+        hsm = [k for k in self.keys.values() if k.backend == "pkcs11"]
+        if hsm:  # the last session's close logs out: the same token file write as a login
+            with exclusive(self.pki.softhsm_conf.parent / "login.lock"):
+                for k in hsm:
+                    with contextlib.suppress(Exception):
+                        k.close()
+        for closer in (*[k.close for k in self.keys.values() if k.backend != "pkcs11"],
+                       self.signer.close, *([self._renewer.close] if self._renewer else [])):
+            with contextlib.suppress(Exception):
+                closer()
+        self.keys.clear()
+
+
+_signing: dict[str, SigningContext] = {}
+
+
+def signing_context(pki_dir: str) -> SigningContext:
+    ctx = _signing.get(pki_dir)
+    if ctx is None:
+        pki = testpki.load(Path(pki_dir))
+        env = SigningEnvironment(pki.trust_roots(), pki.tsa_url, CertificateBindings(pki.bindings()))
+        ctx = _signing[pki_dir] = SigningContext(pki, RecordSigner(env))
+    return ctx
+
+
+@dataclass
+class PreverifyingVerifier(Verifier):
+    """A verifier that can be asked in advance, so the archive's writer lock stays short.
+
+    Verifying a sealed record takes most of an ingest (~0.4 s); storing it, appending to the
+    log and committing the index take milliseconds. The ingest task verifies first, outside
+    the lock, and the archive's own check (it still calls :meth:`verify` and still refuses
+    an invalid record) receives that report for exactly those bytes — once.
+    """
+
+    _ready: dict[str, VerificationReport] = field(default_factory=dict, repr=False)
+
+    def preverify(self, pdf: bytes) -> VerificationReport:
+        report = super().verify(pdf)
+        self._ready[sha256_hex(pdf)] = report
+        return report
+
+    def verify(self, pdf: bytes) -> VerificationReport:
+        ready = self._ready.pop(sha256_hex(pdf), None)
+        return ready if ready is not None else super().verify(pdf)
+
+
+_archives: dict[tuple[str, str | None], Archive] = {}
+
+
+@contextlib.contextmanager
+def archive_lock(archive_root: str | Path) -> Iterator[None]:
+    """Serialise the archive's writers across worker processes.
+
+    :class:`~hsdt.archive.ingest.Archive` is crash-safe and idempotent for one writer, but
+    two processes could interleave its check-then-append (both see a record missing, both
+    log it) and its :meth:`~hsdt.archive.ingest.Archive.recover` could index another
+    process's event while that process is still committing it. Every worker takes this lock
+    around opening an archive and around each write; the lock file sits in the archive root
+    because that is the one place every worker of that archive shares.
+    """
+    root = Path(archive_root)
+    root.mkdir(parents=True, exist_ok=True)
+    with exclusive(root / ARCHIVE_LOCK):
+        yield
+
+
+def _store(archive_root: Path) -> tuple[ObjectStore, object]:
+    from hsdt.settings import archive_backend
+
+    if archive_backend() == "s3":
+        from hsdt.archive.s3 import S3ObjectLockStore, S3Settings
+
+        s3 = S3ObjectLockStore.open(S3Settings.from_env())  # refuses a bucket without Object Lock
+        return s3, s3.permanent_until()
+    return LocalWormStore(archive_root), PERMANENT
+
+
+def _trust(pki_dir: str | None) -> tuple[list, CertificateBindings | None]:  # type: ignore[type-arg]
+    from hsdt.signing.trust import load_trust_roots
+
+    roots = load_trust_roots([])
+    bindings = None
+    if pki_dir is not None:
+        pki = testpki.load(Path(pki_dir))
+        roots += pki.trust_roots()
+        bindings = CertificateBindings(pki.bindings())
+    return roots, bindings
+
+
+def archive_for(archive_root: str, pki_dir: str | None) -> Archive:
+    """This process's :class:`Archive` for the root. Call with :func:`archive_lock` held:
+    opening runs the archive's crash recovery, which writes."""
+    key = (str(archive_root), pki_dir)
+    archive = _archives.get(key)
+    if archive is None:
+        roots, bindings = _trust(pki_dir)
+        store, retain_until = _store(Path(archive_root))
+        verifier = PreverifyingVerifier(trust_roots=roots, bindings=bindings, online=False)
+        archive = Archive(store, Path(archive_root), verifier, retain_until=retain_until)  # type: ignore[arg-type]
+        _archives[key] = archive
+    return archive
+
+
+def reset(*, pki_dir: str | None = None, archive_root: str | None = None,
+          reinitialize_pkcs11: bool = False) -> None:
+    """Close and forget cached resources (all of them when called without arguments).
+
+    ``reinitialize_pkcs11``: also finalise and re-initialise the PKCS#11 library of each
+    closed context, for a token fault that may have left the library's view of the token
+    broken (closing sessions alone does not clear it). Every other session of that library
+    in this process becomes invalid, so only a token fault asks for it.
+    """
+    everything = pki_dir is None and archive_root is None
+    for key in [k for k in _signing if everything or k == pki_dir]:
+        ctx = _signing.pop(key)
+        ctx.close()
+        if reinitialize_pkcs11:
+            _reinitialize(ctx.pki.pkcs11_lib)
+    for akey in [k for k in _archives if everything or k[0] == str(archive_root)]:
+        archive = _archives.pop(akey)
+        with contextlib.suppress(Exception):
+            archive.close()
+            archive.log.close()
+
+
+def _reinitialize(lib_path: str) -> None:
+    import sys
+
+    pkcs11_mod = sys.modules.get("pkcs11")
+    if pkcs11_mod is None:
+        return  # never loaded in this process: nothing to repair
+    with contextlib.suppress(Exception):
+        pkcs11_mod.lib(lib_path).reinitialize()
