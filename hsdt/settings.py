@@ -13,6 +13,8 @@
 - ``HSDT_VERIFY_BASE_URL``: the public verification site printed in each record's QR code
   (``{base}/v/{record_id}``). It is part of the rendered record: another base, other bytes.
 - ``HSDT_PKCS11_LIB``, ``HSDT_PKCS11_PIN``, ``HSDT_P12_PASSPHRASE``: keys for ``hsdt sign``.
+- ``HSDT_BROKER_URL`` and the other worker settings: documented in
+  :mod:`hsdt.workers.settings` (no broker: tasks run in the calling process).
 - ``HSDT_DATABASE_URL``: the service's database (default ``sqlite:///var/hsdt.sqlite3``;
   ``postgresql://…`` in production, through psycopg 3).
 """
