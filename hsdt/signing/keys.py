@@ -70,8 +70,15 @@ class SigningKey:
 
     def close(self) -> None:
         if self._closer is not None:
-            self._closer()
-            self._closer = None
+            closer, self._closer = self._closer, None
+            try:
+                closer()
+            except Exception as exc:
+                # A PKCS#11 session already invalidated (the library was re-initialised, the
+                # token removed) is as closed as it gets; anything else is a real error.
+                if type(exc).__name__ not in ("SessionHandleInvalid", "SessionClosed",
+                                              "CryptokiNotInitialised"):
+                    raise
 
     def __enter__(self) -> SigningKey:
         return self
