@@ -104,3 +104,19 @@ def test_seal_requires_a_complete_plan(world: World) -> None:
     with pytest.raises(SigningRefused) as info:
         world.signer.seal(pdf)
     assert info.value.code == "plan_incomplete"
+
+
+def test_closing_an_invalidated_pkcs11_session_is_quiet() -> None:
+    import pkcs11
+
+    from hsdt.signing.keys import SigningKey
+
+    def gone() -> None:
+        raise pkcs11.exceptions.SessionHandleInvalid()
+
+    def broken() -> None:
+        raise RuntimeError("token on fire")
+
+    SigningKey("pkcs11", None, None, [], _closer=gone).close()  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        SigningKey("pkcs11", None, None, [], _closer=broken).close()  # type: ignore[arg-type]
