@@ -197,19 +197,12 @@ BindOpt = Annotated[Path | None, typer.Option(help="Sổ đăng ký chứng thư
 
 
 def _open_archive(root: Path, trust: list[Path] | None, pki: Path | None, bindings: Path | None):  # type: ignore[no-untyped-def]
-    from hsdt.archive.ingest import PERMANENT, Archive
-    from hsdt.archive.store import LocalWormStore, ObjectStore
-    from hsdt.settings import archive_backend
+    from hsdt.archive.factory import open_store
+    from hsdt.archive.ingest import Archive
     from hsdt.signing.verification import Verifier
 
     roots, binds = _trust(trust, pki, bindings)
-    store: ObjectStore = LocalWormStore(root)
-    retain_until = PERMANENT
-    if archive_backend() == "s3":
-        from hsdt.archive.s3 import S3ObjectLockStore, S3Settings
-
-        s3 = S3ObjectLockStore.open(S3Settings.from_env())  # refuses a bucket without Object Lock
-        store, retain_until = s3, s3.permanent_until()
+    store, retain_until = open_store(root)
     # The index and the transparency log live in --root in both cases (PostgreSQL and a
     # replicated log in the service issue); the records themselves in the chosen store.
     return Archive(store, root, Verifier(roots, binds, online=False), retain_until=retain_until)

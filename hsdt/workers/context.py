@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hsdt.archive.ingest import PERMANENT, Archive
-from hsdt.archive.store import LocalWormStore, ObjectStore
+from hsdt.archive.factory import open_store
+from hsdt.archive.ingest import Archive
+from hsdt.archive.store import ObjectStore
 from hsdt.domain.canonical import sha256_hex
 from hsdt.domain.plans import FieldAssignment, Role
 from hsdt.signing import testpki
@@ -155,14 +156,7 @@ def archive_lock(archive_root: str | Path) -> Iterator[None]:
 
 
 def _store(archive_root: Path) -> tuple[ObjectStore, object]:
-    from hsdt.settings import archive_backend
-
-    if archive_backend() == "s3":
-        from hsdt.archive.s3 import S3ObjectLockStore, S3Settings
-
-        s3 = S3ObjectLockStore.open(S3Settings.from_env())  # refuses a bucket without Object Lock
-        return s3, s3.permanent_until()
-    return LocalWormStore(archive_root), PERMANENT
+    return open_store(archive_root)
 
 
 def _trust(pki_dir: str | None) -> tuple[list, CertificateBindings | None]:  # type: ignore[type-arg]
