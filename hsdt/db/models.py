@@ -17,6 +17,7 @@ from hsdt.db import guards as _guards  # noqa: F401  (installs the ORM hooks)
 from hsdt.db.base import NAMING_CONVENTION, Base
 from hsdt.db.logs import ArchiveEntry, ArchiveEvent, AuditEntry
 from hsdt.db.people import (
+    ApiToken,
     PARENT_KIND,
     ROLE_UNIT_KIND,
     Certificate,
@@ -39,6 +40,7 @@ from hsdt.db.records import (
     DocumentRevision,
     DocumentState,
     LockWindow,
+    SignaturePreparation,
     SignatureStep,
     StepState,
     WindowKind,
@@ -54,10 +56,10 @@ FROZEN_COLUMNS: dict[str, tuple[str, ...]] = dict(sorted(
 """Per table, the columns that never change once a row exists."""
 
 __all__ = [
-    "APPEND_ONLY_TABLES", "FROZEN_COLUMNS", "NAMING_CONVENTION", "PARENT_KIND", "ROLE_UNIT_KIND",
+    "APPEND_ONLY_TABLES", "ApiToken", "FROZEN_COLUMNS", "NAMING_CONVENTION", "PARENT_KIND", "ROLE_UNIT_KIND",
     "ArchiveEntry", "ArchiveEvent", "AuditEntry", "Base", "Bundle", "BundleLock", "Certificate",
     "Correction", "CorrectionState", "CorrectionWitness", "Document", "DocumentRevision",
     "DocumentState", "LockWindow", "OrgUnit", "OrgUnitKind", "RoleAssignment", "RoleName",
-    "SchoolClass", "SignatureStep", "StaffCode", "StepState", "TeachingAssignment", "User",
+    "SchoolClass", "SignaturePreparation", "SignatureStep", "StaffCode", "StepState", "TeachingAssignment", "User",
     "WindowKind", "WitnessCapacity",
 ]

@@ -270,3 +270,29 @@ class Certificate(Base):
         return not self.revoked and self.not_before <= when < self.not_after
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# Sign-in tokens (the API's bearer tokens)
+# --------------------------------------------------------------------------------------------
+class ApiToken(Base):
+    """A short-lived bearer token, stored only as its SHA-256 so a copy of the database signs
+    nobody in. Revoked (sign-out, password change) rather than deleted, so the audit log's
+    sessions stay explained."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(ID_TYPE, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(SHA256_HEX), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    ip: Mapped[str | None] = mapped_column(String(45))
+
+    user: Mapped[User] = relationship()
+
+    __table_args__ = (
+        sha256_check("token_sha256"),
+        CheckConstraint("expires_at > issued_at", name="expires_after_issue"),
+    )

@@ -373,3 +373,31 @@ class CorrectionWitness(Base):
     user: Mapped[User] = relationship()
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# Deferred signatures waiting for a client-held key (USB token, remote service)
+# --------------------------------------------------------------------------------------------
+class SignaturePreparation(Base):
+    """One prepared signature (:class:`hsdt.signing.deferred.DeferredState` as bytes).
+
+    Kept in the database, not in memory, so that a teacher's batch survives a restart of the
+    service; ``completed_at`` is set once, when the signature lands, and a second completion
+    of the same preparation is refused.
+    """
+
+    __tablename__ = "signature_preparations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("signature_steps.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    record_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    cert_fingerprint: Mapped[str] = mapped_column(ForeignKey("certificates.fingerprint"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    completed_at: Mapped[datetime | None]
+
+    step: Mapped[SignatureStep] = relationship()
+
+    __table_args__ = (sha256_check("record_sha256"),)
