@@ -1,0 +1,1 @@
+"""The REST API: its sign-in rules and (elsewhere) its FastAPI routes."""

@@ -1,0 +1,365 @@
+"""The REST API: a thin layer that reads the request, calls :mod:`hsdt.service`, answers.
+
+Every handler runs one unit of work (:func:`hsdt.service.guard.transaction`): it commits
+what the service did, or rolls it back and keeps only the audit entry of a refusal.
+Handlers are plain ``def``: FastAPI runs them on its thread pool, and the service's signing
+lock serialises what must not run concurrently.
+"""
+
+
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hsdt.api import auth, schemas
+from hsdt.api.public_page import public_html
+from hsdt.db.models import (
+    ArchiveEntry,
+    Bundle,
+    Correction,
+    Document,
+    DocumentRevision,
+    DocumentState,
+    LockWindow,
+    User,
+)
+from hsdt.db.scope import Action, visible_documents
+from hsdt.domain.errors import BundleRejected, HsdtError, SigningRefused
+from hsdt.service import corrections, progress, records, signatures, windows
+from hsdt.service.context import ServiceContext
+from hsdt.service.errors import NotFound, Refused
+from hsdt.service.guard import require, transaction
+
+API = "/api/v1"
+_bearer = HTTPBearer(auto_error=False, description="Mã phiên từ POST /api/v1/auth/token")
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": schemas.Problem} for s in (400, 401, 403, 404, 409, 422, 423)}
+
+
+def _status(exc: HsdtError) -> int:
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        return status
+    if isinstance(exc, BundleRejected | SigningRefused):
+        return 422
+    return 400
+
+
+def _problem(exc: HsdtError) -> JSONResponse:
+    problems = [{"where": p.where, "message": p.message} for p in getattr(exc, "problems", []) or []]
+    headers = {}
+    if getattr(exc, "unlocks_at", None) is not None:
+        headers["Retry-After"] = "900"
+    if _status(exc) == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse({"error": exc.code, "message": exc.message or str(exc), "problems": problems},
+                        status_code=_status(exc), headers=headers)
+
+
+def create_app(ctx: ServiceContext) -> FastAPI:
+    app = FastAPI(
+        title="HSĐT — Hồ sơ điện tử của nhà trường",
+        version="1.0",
+        description="Nhập và khoá dữ liệu, tạo học bạ PDF/A, ký số theo trình tự, lưu trữ bất biến, "
+                    "xác minh. Mọi quyền được giới hạn theo đơn vị (Thông tư 22/2021, Điều 4–14).",
+        responses=ERRORS,
+    )
+    app.state.ctx = ctx
+
+    @app.exception_handler(HsdtError)
+    def _hsdt_error(request: Request, exc: HsdtError) -> JSONResponse:
+        return _problem(exc)
+
+    def db() -> Iterator[Session]:
+        with transaction(ctx.sessions) as session:
+            yield session
+
+    def client_ip(request: Request) -> str | None:
+        return request.client.host if request.client else None
+
+    def current_user(session: Annotated[Session, Depends(db)],
+                     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
+        if creds is None or creds.scheme.lower() != "bearer":
+            raise auth.AuthError("Cần đăng nhập: gửi mã phiên trong tiêu đề Authorization: Bearer …",
+                                 code="token_invalid", status=401)
+        return auth.authenticate(session, creds.credentials, now=ctx.clock())
+
+    DB = Annotated[Session, Depends(db)]
+    Me = Annotated[User, Depends(current_user)]
+    IP = Annotated[str | None, Depends(client_ip)]
+
+    # -- sign-in ---------------------------------------------------------------------------
+    @app.post(f"{API}/auth/token", response_model=schemas.TokenOut, tags=["Đăng nhập"])
+    def sign_in(body: schemas.Credentials, session: DB, ip: IP) -> schemas.TokenOut:
+        issued = auth.sign_in(session, body.username, body.password, ip=ip, now=ctx.clock())
+        user = session.get(User, issued.user_id)
+        assert user is not None
+        return schemas.TokenOut(access_token=issued.token, expires_at=issued.expires_at,
+                                user=user.username, full_name=user.full_name)
+
+    @app.post(f"{API}/auth/logout", status_code=204, tags=["Đăng nhập"])
+    def sign_out(session: DB, me: Me,
+                 creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Response:
+        if creds is not None:
+            auth.sign_out(session, creds.credentials)
+        return Response(status_code=204)
+
+    # -- bundles and records ---------------------------------------------------------------
+    @app.post(f"{API}/bundles", response_model=schemas.BundleOut, status_code=201, tags=["Dữ liệu"])
+    def import_bundle(body: Annotated[dict[str, Any], Body(description="Gói dữ liệu học kỳ (JSON)")],
+                      session: DB, me: Me, ip: IP) -> Any:
+        row = records.import_bundle(session, ctx, me, json.dumps(body, ensure_ascii=False).encode(), ip=ip)
+        return records.bundle_summary(row)
+
+    @app.post(f"{API}/bundles/{{bundle_id}}/lock", response_model=schemas.BundleOut, tags=["Dữ liệu"])
+    def lock_bundle(bundle_id: int, session: DB, me: Me, ip: IP) -> Any:
+        records.lock(session, ctx, me, bundle_id, ip=ip)
+        row = session.get(Bundle, bundle_id)
+        assert row is not None
+        return records.bundle_summary(row)
+
+    @app.post(f"{API}/bundles/{{bundle_id}}/render", response_model=list[schemas.RevisionOut],
+              status_code=202, tags=["Hồ sơ"])
+    def render_bundle(bundle_id: int, session: DB, me: Me, ip: IP) -> Any:
+        row = records.get_bundle(session, me, bundle_id, Action.LOCK_BUNDLE, ip)
+        made = records.create_documents(session, me, row, ip=ip)
+        assert ctx.dispatcher is not None
+        ctx.dispatcher.send(session, "render", [r.id for r in made])
+        return [_revision_out(r) for r in made]
+
+    @app.post(f"{API}/bundles/{{bundle_id}}/seal", response_model=list[schemas.RevisionOut],
+              status_code=202, tags=["Ký số"])
+    def seal_bundle(bundle_id: int, session: DB, me: Me, ip: IP) -> Any:
+        """Con dấu của trường (khoá trên HSM của máy chủ) chứng nhận mọi hồ sơ của gói."""
+        row = records.get_bundle(session, me, bundle_id, Action.READ_RECORD, ip)
+        revs = session.scalars(select(DocumentRevision).where(
+            DocumentRevision.bundle_id == row.id,
+            DocumentRevision.state.in_((DocumentState.PENDING, DocumentState.RENDERED)))).all()
+        for rev in revs:
+            for step in rev.steps:
+                if step.role.value == "school_seal":
+                    require(session, me, Action.SIGN_FIELD, step, ip=ip)
+        assert ctx.dispatcher is not None
+        ctx.dispatcher.send(session, "certify", [r.id for r in revs])
+        return [_revision_out(r) for r in revs]
+
+    @app.get(f"{API}/documents", response_model=list[schemas.RevisionOut], tags=["Hồ sơ"])
+    def list_documents(session: DB, me: Me, class_id: int | None = None,
+                       state: DocumentState | None = None,
+                       limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                       offset: Annotated[int, Query(ge=0)] = 0) -> Any:
+        docs = visible_documents(me)
+        if class_id is not None:
+            docs = docs.where(Document.class_id == class_id)
+        out = []
+        for doc in session.scalars(docs.order_by(Document.record_id).limit(limit).offset(offset)):
+            rev = doc.revisions[-1] if doc.revisions else None
+            if rev is not None and (state is None or rev.state is state):
+                out.append(_revision_out(rev))
+        return out
+
+    @app.get(f"{API}/documents/{{record_id}}", tags=["Hồ sơ"])
+    def get_document(record_id: str, session: DB, me: Me, ip: IP) -> dict[str, Any]:
+        doc = _document(session, me, record_id, ip)
+        return {"record_id": doc.record_id, "student_code": doc.student_code,
+                "revisions": [{**_revision_out(r).model_dump(), "steps": [
+                    {"step_id": s.id, "field_name": s.field_name, "stage": s.stage, "role": s.role.value,
+                     "state": s.state.value, "signed_at": s.signed_at, "reject_reason": s.reject_reason}
+                    for s in r.steps]} for r in doc.revisions]}
+
+    # -- signatures ------------------------------------------------------------------------
+    @app.get(f"{API}/signatures/pending", response_model=list[schemas.PendingOut], tags=["Ký số"])
+    def pending(session: DB, me: Me) -> Any:
+        return [p.to_json() for p in signatures.pending(session, me)]
+
+    @app.post(f"{API}/signatures/{{step_id}}/prepare", response_model=schemas.PreparedOut, tags=["Ký số"])
+    def prepare(step_id: int, body: schemas.PrepareIn, session: DB, me: Me, ip: IP) -> Any:
+        cert = signatures.b64decode(body.certificate, "Chứng thư")
+        chain = [signatures.b64decode(c, "Chứng thư trung gian") for c in body.chain]
+        return signatures.prepare(session, ctx, me, step_id, cert, chain, ip=ip)
+
+    @app.post(f"{API}/signatures/preparations/{{preparation_id}}/complete",
+              response_model=schemas.RevisionOut, tags=["Ký số"])
+    def complete(preparation_id: str, body: schemas.CompleteIn, session: DB, me: Me, ip: IP) -> Any:
+        value = signatures.b64decode(body.signature_value, "Giá trị chữ ký")
+        rev = signatures.complete(session, ctx, me, preparation_id, value, ip=ip)
+        if rev.state is DocumentState.SIGNED:
+            assert ctx.dispatcher is not None
+            ctx.dispatcher.send(session, "finish", [rev.id])
+        return _revision_out(rev)
+
+    @app.post(f"{API}/signatures/{{step_id}}/reject", response_model=schemas.RevisionOut, tags=["Ký số"])
+    def reject(step_id: int, body: schemas.RejectIn, session: DB, me: Me, ip: IP) -> Any:
+        return _revision_out(signatures.reject(session, ctx, me, step_id, body.reason, ip=ip))
+
+    # -- corrections -----------------------------------------------------------------------
+    @app.post(f"{API}/corrections", response_model=schemas.CorrectionOut, status_code=201,
+              tags=["Điều chỉnh"])
+    def request_correction(body: schemas.CorrectionIn, session: DB, me: Me, ip: IP) -> Any:
+        return _correction_out(corrections.request(session, ctx, me, body.record_id, body.reason, ip=ip))
+
+    @app.post(f"{API}/corrections/{{correction_id}}/approve", response_model=schemas.CorrectionOut,
+              tags=["Điều chỉnh"])
+    def approve_correction(correction_id: int, body: schemas.ApproveIn, session: DB, me: Me, ip: IP) -> Any:
+        specs = [corrections.WitnessSpec(w.username, w.capacity) for w in body.witnesses]
+        return _correction_out(corrections.approve(session, ctx, me, correction_id, specs, body.note, ip=ip))
+
+    @app.post(f"{API}/corrections/{{correction_id}}/refuse", response_model=schemas.CorrectionOut,
+              tags=["Điều chỉnh"])
+    def refuse_correction(correction_id: int, body: schemas.RefuseIn, session: DB, me: Me, ip: IP) -> Any:
+        return _correction_out(corrections.refuse_correction(session, ctx, me, correction_id, body.note,
+                                                             ip=ip))
+
+    @app.post(f"{API}/corrections/{{correction_id}}/apply", response_model=schemas.CorrectionOut,
+              tags=["Điều chỉnh"])
+    def apply_correction(correction_id: int,
+                         body: Annotated[dict[str, Any], Body(description="Gói dữ liệu đã sửa (JSON)")],
+                         session: DB, me: Me, ip: IP) -> Any:
+        made = corrections.apply(session, ctx, me, correction_id,
+                                 json.dumps(body, ensure_ascii=False).encode(), ip=ip)
+        assert ctx.dispatcher is not None
+        ctx.dispatcher.send(session, "render", [r.id for r in made])
+        row = session.get(Correction, correction_id)
+        assert row is not None
+        return _correction_out(row, made)
+
+    # -- windows and progress --------------------------------------------------------------
+    @app.post(f"{API}/windows", response_model=schemas.WindowOut, status_code=201, tags=["Khung thời gian"])
+    def open_window(body: schemas.WindowIn, session: DB, me: Me, ip: IP) -> Any:
+        return _window_out(windows.open_window(
+            session, ctx, me, kind=body.kind, school_year=body.school_year, term=body.term,
+            opens_at=body.opens_at, closes_at=body.closes_at, unit_id=body.unit_id, class_id=body.class_id,
+            reason=body.reason, ip=ip))
+
+    @app.post(f"{API}/windows/{{window_id}}/close", response_model=schemas.WindowOut,
+              tags=["Khung thời gian"])
+    def close_window(window_id: int, session: DB, me: Me, ip: IP) -> Any:
+        return _window_out(windows.close_window(session, ctx, me, window_id, ip=ip))
+
+    @app.get(f"{API}/progress", tags=["Tiến độ"])
+    def get_progress(session: DB, me: Me, ip: IP, unit_id: int | None = None,
+                     class_id: int | None = None) -> dict[str, Any]:
+        if (unit_id is None) == (class_id is None):
+            raise Refused("Cần đúng một trong hai: unit_id hoặc class_id.", code="scope_required")
+        return progress.progress(session, me, unit_id=unit_id, class_id=class_id, ip=ip)
+
+    # -- archive and verification ----------------------------------------------------------
+    @app.get(f"{API}/archive/records", response_model=list[schemas.ArchiveEntryOut], tags=["Lưu trữ"])
+    def search_archive(session: DB, me: Me, student_code: str | None = None, school_code: str | None = None,
+                       school_year: str | None = None, kind: str | None = None,
+                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Any:
+        visible = visible_documents(me).with_only_columns(Document.record_id)
+        stmt = select(ArchiveEntry).where(ArchiveEntry.record_id.in_(visible))
+        filters = ((ArchiveEntry.student_code, student_code), (ArchiveEntry.school_code, school_code),
+                   (ArchiveEntry.school_year, school_year), (ArchiveEntry.kind, kind))
+        for column, value in filters:
+            if value is not None:
+                stmt = stmt.where(column == value)
+        return [_entry_out(e) for e in session.scalars(stmt.order_by(ArchiveEntry.log_index).limit(limit))]
+
+    @app.get(f"{API}/archive/records/{{sha256}}/pdf", tags=["Lưu trữ"],
+             responses={200: {"content": {"application/pdf": {}}}})
+    def download_pdf(sha256: str, session: DB, me: Me, ip: IP) -> Response:
+        entry = _archived(session, me, sha256, ip)
+        with ctx.archive_for(session, None) as archive:
+            pdf = archive.get(_index_entry(archive, entry.sha256))
+        return Response(pdf, media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{entry.record_id}.pdf"'})
+
+    @app.get(f"{API}/archive/records/{{sha256}}/report", tags=["Lưu trữ"])
+    def download_report(sha256: str, session: DB, me: Me, ip: IP) -> dict[str, Any]:
+        entry = _archived(session, me, sha256, ip)
+        with ctx.archive_for(session, entry.document_revision_id and session.get(
+                DocumentRevision, entry.document_revision_id).document.school) as archive:  # type: ignore[union-attr]
+            return archive.report(_index_entry(archive, entry.sha256)).to_json()
+
+    @app.post(f"{API}/verify", tags=["Xác minh"],
+              openapi_extra={"requestBody": {"required": True, "content": {"application/pdf": {
+                  "schema": {"type": "string", "format": "binary"}}}}})
+    async def verify_upload(request: Request, me: Me) -> dict[str, Any]:
+        pdf = await request.body()
+        if not pdf.startswith(b"%PDF-"):
+            raise Refused("Tệp gửi lên không phải PDF.", code="not_pdf")
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(_verify, pdf)
+
+    def _verify(pdf: bytes) -> dict[str, Any]:
+        from hsdt.signing.verification import Verifier
+
+        with ctx.sessions() as session, ctx.archive_for(session, None) as archive:
+            verifier = Verifier(ctx.trust_roots, archive.verifier.bindings, online=False)
+            return verifier.verify(pdf).to_json()
+
+    # -- the public page behind a record's QR code (no sign-in) ----------------------------
+    @app.get("/v/{record_id}", response_class=HTMLResponse, tags=["Công khai"])
+    def public_page(record_id: str) -> HTMLResponse:
+        answer = _public(record_id)
+        return HTMLResponse(public_html(record_id, answer.to_json()),
+                            status_code=404 if answer.status == "not_found" else 200)
+
+    @app.get(f"{API}/public/records/{{record_id}}", tags=["Công khai"])
+    def public_json(record_id: str) -> JSONResponse:
+        answer = _public(record_id).to_json()
+        return JSONResponse(answer, status_code=404 if answer["status"] == "not_found" else 200)
+
+    def _public(record_id: str) -> Any:
+        with ctx.sessions() as session, ctx.archive_for(session, None) as archive:
+            return archive.public(record_id=record_id)
+
+    @app.get("/healthz", tags=["Công khai"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _document(session: Session, me: User, record_id: str, ip: str | None) -> Document:
+        doc = session.scalars(select(Document).where(Document.record_id == record_id)).first()
+        if doc is None:
+            raise NotFound(f"Không có hồ sơ {record_id}.")
+        require(session, me, Action.READ_RECORD, doc, ip=ip)
+        return doc
+
+    def _archived(session: Session, me: User, sha256: str, ip: str | None) -> ArchiveEntry:
+        entry = session.get(ArchiveEntry, sha256.lower())
+        if entry is None:
+            raise NotFound("Không có bản lưu trữ này.")
+        _document(session, me, entry.record_id, ip)
+        return entry
+
+    return app
+
+
+def _index_entry(archive: Any, sha256: str) -> Any:
+    entry = archive.index.by_sha(sha256)
+    if entry is None:
+        raise NotFound("Bản lưu trữ không có trong chỉ mục của kho.")
+    return entry
+
+
+def _revision_out(rev: DocumentRevision) -> schemas.RevisionOut:
+    return schemas.RevisionOut(revision_id=rev.id, record_id=rev.document.record_id, revision=rev.revision,
+                               state=rev.state.value, stage=rev.stage, pdf_sha256=rev.pdf_sha256,
+                               supersedes_id=rev.supersedes_id)
+
+
+def _correction_out(row: Correction, made: list[DocumentRevision] | None = None) -> schemas.CorrectionOut:
+    return schemas.CorrectionOut(id=row.id, state=row.state.value, reason=row.reason,
+                                 record_id=row.document.record_id if row.document else None,
+                                 new_bundle_id=row.new_bundle_id,
+                                 revisions=[_revision_out(r) for r in made or []])
+
+
+def _window_out(row: LockWindow) -> schemas.WindowOut:
+    return schemas.WindowOut(id=row.id, kind=row.kind.value, school_year=row.school_year, term=row.term.value,
+                             opens_at=row.opens_at, closes_at=row.closes_at, unit_id=row.org_unit_id,
+                             class_id=row.class_id)
+
+
+def _entry_out(e: ArchiveEntry) -> schemas.ArchiveEntryOut:
+    return schemas.ArchiveEntryOut(**{k: getattr(e, k) for k in schemas.ArchiveEntryOut.model_fields})

@@ -1,0 +1,64 @@
+"""A class through the API: import, lock, render, seal, every teacher's agent, the principal's
+token, B-LTA and the archive; then search, download, report, public page and verification."""
+
+from __future__ import annotations
+
+import subprocess
+
+from hsdt.agent import ApiClient, open_token_key, run_agent
+from hsdt.domain.bundles import bundle_json
+
+from .service_world import PASSWORD, Service
+
+
+def sign_class(svc: Service) -> None:
+    b = svc.bundle
+    principal, homeroom = b.school.principal_id, b.class_.homeroom_teacher_id
+    for t in b.teachers:
+        if t.id not in (principal, homeroom):
+            result = svc.sign_as(t.id)
+            assert not result.failed, result.failed
+            subjects = sum(1 for a in b.assignments if a.teacher_id == t.id)
+            assert len(result.signed) == subjects * len(b.students), t.id
+    result = svc.sign_as(homeroom)
+    assert not result.failed, result.failed
+    # The principal's key lives in SoftHSM2; the agent asks for the PIN once.
+    pki = svc.pki
+    ident = pki.identity(principal)
+    pki.activate_softhsm()
+    api = ApiClient(svc.url)
+    api.sign_in(svc.username(principal), PASSWORD)
+    result = run_agent(api, lambda: open_token_key(
+        pki.pkcs11_lib, pki.token_label, ident.pkcs11_key_label or "", pki.user_pin, list(ident.chain)))
+    api.close()
+    assert not result.failed, result.failed
+    assert result.pin_prompts == 1
+    assert len(result.signed) == len(b.students)
+
+
+def test_class_from_bundle_to_archive(service: Service, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _, revs = service.import_and_render(bundle_json(service.bundle))
+    assert len(revs) == len(service.bundle.students)
+    sign_class(service)
+    with service.client("vanthu") as c:
+        docs = c.get("/api/v1/documents").json()
+        assert {d["state"] for d in docs} == {"archived"}, docs
+        student = service.bundle.students[0].code
+        found = c.get("/api/v1/archive/records", params={"student_code": student}).json()
+        assert len(found) == 1
+        sha = found[0]["sha256"]
+        pdf = c.get(f"/api/v1/archive/records/{sha}/pdf")
+        assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+        report = c.get(f"/api/v1/archive/records/{sha}/report").json()
+        assert report["verdict"] == "valid", report
+        checked = c.post("/api/v1/verify", content=pdf.content, headers={"Content-Type": "application/pdf"})
+        assert checked.status_code == 200 and checked.json()["verdict"] == "valid"
+    out = tmp_path / "r.pdf"
+    out.write_bytes(pdf.content)
+    pdfsig = subprocess.run(["pdfsig", str(out)], capture_output=True, text=True)
+    assert pdfsig.stdout.count("Signature is Valid") == 15, pdfsig.stdout
+    with service.client() as anon:
+        page = anon.get(f"/v/{found[0]['record_id']}")
+        assert page.status_code == 200 and "Hồ sơ hợp lệ" in page.text
+        assert service.bundle.students[0].full_name not in page.text  # minimal disclosure
+        assert anon.get("/v/hoc_ba_thcs.KHONG-CO").status_code == 404
