@@ -521,6 +521,167 @@ def worker(ctx: typer.Context) -> None:
         raise typer.Exit(2) from None
 
 
+# -- the service and the teacher's agent -----------------------------------------------------
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Địa chỉ lắng nghe")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="Cổng lắng nghe")] = 8000,
+          log_level: Annotated[str, typer.Option(help="Mức nhật ký của uvicorn")] = "info") -> None:
+    """Chạy API REST của dịch vụ (uvicorn), cấu hình từ các biến HSDT_… (xem hsdt/settings.py).
+
+    Cơ sở dữ liệu được nâng cấp lược đồ trước khi nhận yêu cầu. Tài liệu API: /docs.
+    """
+    import uvicorn
+
+    from hsdt.api.app import create_app
+    from hsdt.service.config import context_from_env
+
+    try:
+        ctx = context_from_env()
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    try:
+        if not ctx.seal_keys:
+            err.print("[yellow]Lưu ý:[/] máy chủ không giữ khoá con dấu của trường nào (HSDT_SEAL_*): "
+                      "yêu cầu niêm phong sẽ bị từ chối.")
+        console.print(f"HSĐT phục vụ tại http://{host}:{port} (tài liệu API: /docs)", highlight=False)
+        uvicorn.run(create_app(ctx), host=host, port=port, log_level=log_level)
+    finally:
+        ctx.close()
+
+
+@app.command()
+def openapi(out: Annotated[Path | None, typer.Option(help="Tệp JSON sẽ ghi (mặc định: in ra)")] = None
+            ) -> None:
+    """Xuất đặc tả OpenAPI của API REST (bản công bố: docs/openapi.json)."""
+    from hsdt.service.config import openapi_json
+
+    text = openapi_json()
+    if out is None:
+        sys.stdout.write(text)
+        return
+    _write_atomic(out, text.encode())
+    console.print(f"Đã ghi đặc tả OpenAPI vào {out}", highlight=False)
+
+
+def _secret(prompt: str, from_stdin: bool, what: str) -> str:
+    """A secret read once: one line of stdin (scripted use) or a hidden prompt."""
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise UnusableInput(f"Không đọc được {what} từ stdin (hết dữ liệu).")
+        return line.rstrip("\r\n")
+    return str(typer.prompt(prompt, hide_input=True))
+
+
+@app.command()
+def agent(server: Annotated[str, typer.Option(envvar="HSDT_SERVER_URL",
+                                              help="Địa chỉ máy chủ HSĐT, ví dụ https://hsdt.truong.edu.vn")],
+          user: Annotated[str, typer.Option(help="Tên đăng nhập")],
+          password_stdin: Annotated[bool, typer.Option(
+              "--password-stdin", help="Đọc mật khẩu từ dòng đầu của stdin")] = False,
+          pkcs11_lib: Annotated[str | None, typer.Option(
+              envvar="HSDT_PKCS11_LIB", help="Thư viện PKCS#11 của token")] = None,
+          token_label: Annotated[str | None, typer.Option(help="Nhãn token")] = None,
+          key_label: Annotated[str | None, typer.Option(help="Nhãn khoá (và chứng thư) trên token")] = None,
+          chain: Annotated[Path | None, typer.Option(
+              help="Chứng thư trung gian (PEM/DER) gửi kèm chữ ký từ token")] = None,
+          p12: Annotated[Path | None, typer.Option(help="Tệp PKCS#12 (khoá phần mềm) thay cho token")] = None,
+          pin_stdin: Annotated[bool, typer.Option(
+              "--pin-stdin", help="Đọc mã PIN (hoặc mật khẩu tệp PKCS#12) từ stdin, sau mật khẩu")] = False,
+          yes: Annotated[bool, typer.Option("--yes", "-y", help="Không hỏi xác nhận")] = False) -> None:
+    """Ký mọi ô đang chờ bạn trên máy chủ: xem danh sách, xác nhận, nhập PIN một lần. Mã thoát 1 nếu có lỗi.
+
+    Khoá bí mật không rời token; máy chủ không bao giờ thấy mã PIN.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from hsdt.agent import ApiClient, open_file_key, open_token_key, read_certificates, run_agent
+    from hsdt.domain.errors import SigningRefused
+    from hsdt.signing.keys import SigningKey
+
+    try:
+        if p12 is not None and (token_label or key_label):
+            raise UnusableInput("Chọn một loại khoá: --p12, hoặc --token-label với --key-label.")
+        if p12 is None and not (pkcs11_lib and token_label and key_label):
+            raise UnusableInput("Cần khoá ký: --p12 TỆP, hoặc token với --pkcs11-lib (hay HSDT_PKCS11_LIB), "
+                                "--token-label và --key-label.")
+        if p12 is not None and not p12.is_file():
+            raise UnusableInput(f"Không có tệp khoá {p12}.")
+        intermediates = []
+        if chain is not None:
+            try:
+                intermediates = read_certificates(chain)
+            except OSError as exc:
+                raise UnusableInput(f"Không đọc được tệp chứng thư {chain}: {exc.strerror}") from None
+            except ValueError as exc:
+                raise UnusableInput(f"Tệp {chain} không phải chứng thư PEM/DER: {exc}") from None
+        password = _secret("Mật khẩu", password_stdin, "mật khẩu")
+    except HsdtError as exc:
+        raise _fail(exc) from None
+
+    pin: list[str] = []
+    asked: list[bool] = []
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        console=console, transient=False)
+    task: list[object] = []
+
+    def confirm(items: list[dict[str, object]]) -> bool:
+        progress.stop()
+        table = Table(title=f"{len(items)} ô chữ ký đang chờ bạn")
+        for col in ("Hồ sơ", "Mã học sinh", "Lớp", "Ô ký"):
+            table.add_column(col)
+        for it in items:
+            table.add_row(str(it["record_id"]), str(it["student_code"]), str(it.get("class_name", "")),
+                          str(it["field_name"]))
+        console.print(table)
+        asked.append(True)
+        if not yes and not typer.confirm(f"Ký {len(items)} ô này?", default=False):
+            return False
+        if not pin:  # asked once, before the first signature, never again
+            what = "mật khẩu tệp PKCS#12" if p12 is not None else "mã PIN của token"
+            pin.append(_secret("Mật khẩu tệp khoá" if p12 is not None else "Mã PIN", pin_stdin, what))
+        task[:] = [progress.add_task("Đang ký", total=len(items))]
+        progress.start()
+        return True
+
+    def on_progress(name: str, n: int, total: int) -> None:
+        progress.update(task[0], completed=n, description=name)  # type: ignore[arg-type]
+
+    def open_key() -> SigningKey:
+        try:
+            if p12 is not None:
+                return open_file_key(p12, pin[0])
+            assert pkcs11_lib and token_label and key_label
+            return open_token_key(pkcs11_lib, token_label, key_label, pin[0], intermediates)
+        except HsdtError:
+            raise
+        except Exception as exc:  # the token library's own errors (no such token, no device…)
+            raise SigningRefused(f"Không mở được khoá ký trên token «{token_label}»: "
+                                 f"{type(exc).__name__} {exc}", code="token_error") from None
+
+    client = ApiClient(server)
+    try:
+        full_name = client.sign_in(user, password)
+        console.print(f"Đã đăng nhập: {full_name}", highlight=False)
+        result = run_agent(client, open_key, confirm=confirm, on_progress=on_progress)
+    except HsdtError as exc:
+        progress.stop()
+        raise _fail(exc) from None
+    finally:
+        client.close()
+    progress.stop()
+    if not result.signed and not result.failed:
+        console.print("Đã huỷ: không ký ô nào." if asked else "Không có ô chữ ký nào đang chờ bạn.")
+        return
+    for name, reason in result.failed.items():
+        err.print(f"[red]✗[/] {escape(name)}: {escape(reason)}", highlight=False)
+    summary = f"Đã ký {len(result.signed)} ô chữ ký"
+    summary += f", {len(result.failed)} ô không ký được." if result.failed else ", không có lỗi."
+    console.print(summary, style="red" if result.failed else "green", highlight=False)
+    raise typer.Exit(1 if result.failed else 0)
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())
 

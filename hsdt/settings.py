@@ -16,7 +16,29 @@
 - ``HSDT_BROKER_URL`` and the other worker settings: documented in
   :mod:`hsdt.workers.settings` (no broker: tasks run in the calling process).
 - ``HSDT_DATABASE_URL``: the service's database (default ``sqlite:///var/hsdt.sqlite3``;
-  ``postgresql://…`` in production, through psycopg 3).
+  ``postgresql://…`` in production, through psycopg 3). ``hsdt serve`` migrates it to the
+  newest schema at start.
+- The service (``hsdt serve``, :func:`hsdt.service.config.context_from_env`):
+
+  - ``HSDT_TRUST_ROOTS``: more trust anchors (PEM/DER files, separated by ``:``) besides
+    ``trust/*.pem`` of ``HSDT_CONFIG_DIR``; the service refuses to start with none at all.
+  - ``HSDT_TSA_URL``: the time-stamping service (RFC 3161) of B-T signatures and of the
+    B-LTA seal (required).
+  - ``HSDT_WORK_DIR``: working copies of records between signatures (default ``var/work``).
+  - ``HSDT_ARCHIVE_ROOT``: the archive's index, transparency log and log key, and the
+    records themselves with the local store (default ``var/archive``; also read by the
+    workers' beat, see :mod:`hsdt.workers.settings`).
+  - The school seal, a key on the server's HSM (optional; without it the service refuses
+    to seal): ``HSDT_SEAL_SCHOOL`` (the school's code), ``HSDT_SEAL_TOKEN_LABEL``,
+    ``HSDT_SEAL_KEY_LABEL`` (label of the key and of its certificate on the token),
+    ``HSDT_SEAL_CHAIN`` (optional file of intermediate certificates, PEM/DER), with the
+    library and PIN in ``HSDT_PKCS11_LIB`` and ``HSDT_PKCS11_PIN``.
+  - ``HSDT_TEST_PKI_DIR``: **tests and demos only** — a test PKI made by ``hsdt demo``:
+    its anchors, its TSA (unless ``HSDT_TSA_URL``) and its seal key on SoftHSM2.
+  - ``HSDT_BROKER_URL`` set: rendering, certification and the final seal run on Celery
+    workers instead of inside the request.
+- ``hsdt agent`` (the teacher's PC): ``HSDT_SERVER_URL`` (the API, e.g.
+  ``https://hsdt.example.edu.vn``) and ``HSDT_PKCS11_LIB`` (the token's library).
 """
 
 from __future__ import annotations

@@ -51,8 +51,15 @@ def _status(exc: HsdtError) -> int:
     return 400
 
 
+def _problem_json(p: Any) -> dict[str, str]:
+    """One located problem (:class:`hsdt.domain.errors.Problem` of a rejected bundle)."""
+    out = {"where": str(getattr(p, "where", None) or getattr(p, "field", "")), "message": str(p.message)}
+    out.update({k: str(v) for k in ("student_code", "student_name", "subject") if (v := getattr(p, k, None))})
+    return out
+
+
 def _problem(exc: HsdtError) -> JSONResponse:
-    problems = [{"where": p.where, "message": p.message} for p in getattr(exc, "problems", []) or []]
+    problems = [_problem_json(p) for p in getattr(exc, "problems", []) or []]
     headers = {}
     if getattr(exc, "unlocks_at", None) is not None:
         headers["Retry-After"] = "900"
@@ -83,14 +90,16 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     def client_ip(request: Request) -> str | None:
         return request.client.host if request.client else None
 
-    def current_user(session: Annotated[Session, Depends(db)],
+    def current_user(session: Annotated[Session, Depends(db, scope="function")],
                      creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
         if creds is None or creds.scheme.lower() != "bearer":
             raise auth.AuthError("Cần đăng nhập: gửi mã phiên trong tiêu đề Authorization: Bearer …",
                                  code="token_invalid", status=401)
         return auth.authenticate(session, creds.credentials, now=ctx.clock())
 
-    DB = Annotated[Session, Depends(db)]
+    # scope="function": the commit happens before the answer is sent — a client never hears
+    # "signed" about something that is not yet in the database.
+    DB = Annotated[Session, Depends(db, scope="function")]
     Me = Annotated[User, Depends(current_user)]
     IP = Annotated[str | None, Depends(client_ip)]
 

@@ -270,7 +270,7 @@ def record_signature(session: Session, ctx: ServiceContext, rev: DocumentRevisio
 
 
 def _revision(session: Session, revision_id: int) -> DocumentRevision:
-    rev = session.get(DocumentRevision, revision_id)
+    rev = session.get(DocumentRevision, revision_id, with_for_update=True)
     if rev is None:
         raise NotFound(f"Không có phiên bản hồ sơ {revision_id}.")
     return rev

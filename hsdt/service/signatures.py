@@ -183,9 +183,10 @@ def reject(session: Session, ctx: ServiceContext, actor: User, step_id: int, rea
            ip: str | None = None) -> DocumentRevision:
     """Refuse to sign, with a reason: the record goes back for correction of its data."""
     step = _step(session, step_id)
-    if not reason or not reason.strip():
-        raise Refused("Cần ghi rõ lý do từ chối ký.", code="reason_required")
     rev = _check_step_open(session, ctx, actor, step, Action.REJECT_FIELD, ip)
+    if not reason or not reason.strip():
+        raise refuse(actor, Action.REJECT_FIELD, Refused("Cần ghi rõ lý do từ chối ký.",
+                                                         code="reason_required"), obj=step, ip=ip)
     step.state = StepState.REJECTED
     step.rejected_at = ctx.clock()
     step.reject_reason = reason.strip()

@@ -144,6 +144,13 @@ def open_windows(sessions: sessionmaker[Session], school_code: str, year: str, t
                              reason="kiểm thử"))
 
 
+def worker_env(svc: Service, db_url: str) -> dict[str, str]:
+    """What a worker process needs to act for this service (same database, files, PKI)."""
+    return {"HSDT_DATABASE_URL": db_url, "HSDT_WORK_DIR": str(svc.root / "work"),
+            "HSDT_ARCHIVE_ROOT": str(svc.root / "archive"), "HSDT_TEST_PKI_DIR": str(svc.pki.workdir),
+            "HSDT_ARCHIVE_BACKEND": "local"}
+
+
 def build_service(pki: testpki.TestPKI, bundle: TermBundle, root: Path, db_url: str | None = None,
                   dispatcher: Any = None) -> Service:
     url = db_url or f"sqlite:///{root / 'hsdt.sqlite3'}"
@@ -160,8 +167,11 @@ def build_service(pki: testpki.TestPKI, bundle: TermBundle, root: Path, db_url: 
         return Archive(LocalWormStore(root / "archive"), root / "archive",
                        Verifier(pki.trust_roots(), None, online=False), retain_until=PERMANENT)
 
+    from hsdt.workers.context import archive_lock
+
     ctx = ServiceContext(sessions=sessions, trust_roots=pki.trust_roots(), tsa_url=pki.tsa_url,
                          workspace_root=root / "work",
                          seal_keys={bundle.school.code: lambda: open_identity(pki, pki.seal)},
-                         archive_factory=archive, dispatcher=dispatcher)
+                         archive_factory=archive, dispatcher=dispatcher,
+                         archive_lock=lambda: archive_lock(root / "archive"))
     return Service(pki, bundle, ctx, sessions, create_app(ctx), root)
