@@ -83,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="hsdt-bench-archive-") as tmp:
             archive_bench.run(Path(tmp), rep)
         tlog_bench.run(print)
+        from bench import service as service_bench
+
+        with tempfile.TemporaryDirectory(prefix="hsdt-bench-service-") as tmp:
+            service_bench.run(Path(tmp), rep, students=10 if args.quick else args.students)
         if args.quick:
             rep.comment(f"--quick: class{args.students} run skipped")
         else:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
@@ -38,6 +38,10 @@ from hsdt.service.guard import require, transaction
 
 API = "/api/v1"
 _bearer = HTTPBearer(auto_error=False, description="Mã phiên từ POST /api/v1/auth/token")
+MAX_ID = 2**31 - 1
+"""Largest key the databases hold (PostgreSQL INTEGER): a bigger id is a 422, not a 500."""
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+OptId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": schemas.Problem} for s in (400, 401, 403, 404, 409, 422, 423)}
 
@@ -127,7 +131,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         return records.bundle_summary(row)
 
     @app.post(f"{API}/bundles/{{bundle_id}}/lock", response_model=schemas.BundleOut, tags=["Dữ liệu"])
-    def lock_bundle(bundle_id: int, session: DB, me: Me, ip: IP) -> Any:
+    def lock_bundle(bundle_id: Id, session: DB, me: Me, ip: IP) -> Any:
         records.lock(session, ctx, me, bundle_id, ip=ip)
         row = session.get(Bundle, bundle_id)
         assert row is not None
@@ -135,7 +139,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
 
     @app.post(f"{API}/bundles/{{bundle_id}}/render", response_model=list[schemas.RevisionOut],
               status_code=202, tags=["Hồ sơ"])
-    def render_bundle(bundle_id: int, session: DB, me: Me, ip: IP) -> Any:
+    def render_bundle(bundle_id: Id, session: DB, me: Me, ip: IP) -> Any:
         row = records.get_bundle(session, me, bundle_id, Action.LOCK_BUNDLE, ip)
         made = records.create_documents(session, me, row, ip=ip)
         assert ctx.dispatcher is not None
@@ -144,7 +148,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
 
     @app.post(f"{API}/bundles/{{bundle_id}}/seal", response_model=list[schemas.RevisionOut],
               status_code=202, tags=["Ký số"])
-    def seal_bundle(bundle_id: int, session: DB, me: Me, ip: IP) -> Any:
+    def seal_bundle(bundle_id: Id, session: DB, me: Me, ip: IP) -> Any:
         """Con dấu của trường (khoá trên HSM của máy chủ) chứng nhận mọi hồ sơ của gói."""
         row = records.get_bundle(session, me, bundle_id, Action.READ_RECORD, ip)
         revs = session.scalars(select(DocumentRevision).where(
@@ -159,10 +163,10 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         return [_revision_out(r) for r in revs]
 
     @app.get(f"{API}/documents", response_model=list[schemas.RevisionOut], tags=["Hồ sơ"])
-    def list_documents(session: DB, me: Me, class_id: int | None = None,
+    def list_documents(session: DB, me: Me, class_id: OptId = None,
                        state: DocumentState | None = None,
                        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                       offset: Annotated[int, Query(ge=0)] = 0) -> Any:
+                       offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> Any:
         docs = visible_documents(me)
         if class_id is not None:
             docs = docs.where(Document.class_id == class_id)
@@ -188,7 +192,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         return [p.to_json() for p in signatures.pending(session, me)]
 
     @app.post(f"{API}/signatures/{{step_id}}/prepare", response_model=schemas.PreparedOut, tags=["Ký số"])
-    def prepare(step_id: int, body: schemas.PrepareIn, session: DB, me: Me, ip: IP) -> Any:
+    def prepare(step_id: Id, body: schemas.PrepareIn, session: DB, me: Me, ip: IP) -> Any:
         cert = signatures.b64decode(body.certificate, "Chứng thư")
         chain = [signatures.b64decode(c, "Chứng thư trung gian") for c in body.chain]
         return signatures.prepare(session, ctx, me, step_id, cert, chain, ip=ip)
@@ -204,7 +208,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         return _revision_out(rev)
 
     @app.post(f"{API}/signatures/{{step_id}}/reject", response_model=schemas.RevisionOut, tags=["Ký số"])
-    def reject(step_id: int, body: schemas.RejectIn, session: DB, me: Me, ip: IP) -> Any:
+    def reject(step_id: Id, body: schemas.RejectIn, session: DB, me: Me, ip: IP) -> Any:
         return _revision_out(signatures.reject(session, ctx, me, step_id, body.reason, ip=ip))
 
     # -- corrections -----------------------------------------------------------------------
@@ -215,19 +219,19 @@ def create_app(ctx: ServiceContext) -> FastAPI:
 
     @app.post(f"{API}/corrections/{{correction_id}}/approve", response_model=schemas.CorrectionOut,
               tags=["Điều chỉnh"])
-    def approve_correction(correction_id: int, body: schemas.ApproveIn, session: DB, me: Me, ip: IP) -> Any:
+    def approve_correction(correction_id: Id, body: schemas.ApproveIn, session: DB, me: Me, ip: IP) -> Any:
         specs = [corrections.WitnessSpec(w.username, w.capacity) for w in body.witnesses]
         return _correction_out(corrections.approve(session, ctx, me, correction_id, specs, body.note, ip=ip))
 
     @app.post(f"{API}/corrections/{{correction_id}}/refuse", response_model=schemas.CorrectionOut,
               tags=["Điều chỉnh"])
-    def refuse_correction(correction_id: int, body: schemas.RefuseIn, session: DB, me: Me, ip: IP) -> Any:
+    def refuse_correction(correction_id: Id, body: schemas.RefuseIn, session: DB, me: Me, ip: IP) -> Any:
         return _correction_out(corrections.refuse_correction(session, ctx, me, correction_id, body.note,
                                                              ip=ip))
 
     @app.post(f"{API}/corrections/{{correction_id}}/apply", response_model=schemas.CorrectionOut,
               tags=["Điều chỉnh"])
-    def apply_correction(correction_id: int,
+    def apply_correction(correction_id: Id,
                          body: Annotated[dict[str, Any], Body(description="Gói dữ liệu đã sửa (JSON)")],
                          session: DB, me: Me, ip: IP) -> Any:
         made = corrections.apply(session, ctx, me, correction_id,
@@ -248,12 +252,12 @@ def create_app(ctx: ServiceContext) -> FastAPI:
 
     @app.post(f"{API}/windows/{{window_id}}/close", response_model=schemas.WindowOut,
               tags=["Khung thời gian"])
-    def close_window(window_id: int, session: DB, me: Me, ip: IP) -> Any:
+    def close_window(window_id: Id, session: DB, me: Me, ip: IP) -> Any:
         return _window_out(windows.close_window(session, ctx, me, window_id, ip=ip))
 
     @app.get(f"{API}/progress", tags=["Tiến độ"])
-    def get_progress(session: DB, me: Me, ip: IP, unit_id: int | None = None,
-                     class_id: int | None = None) -> dict[str, Any]:
+    def get_progress(session: DB, me: Me, ip: IP, unit_id: OptId = None,
+                     class_id: OptId = None) -> dict[str, Any]:
         if (unit_id is None) == (class_id is None):
             raise Refused("Cần đúng một trong hai: unit_id hoặc class_id.", code="scope_required")
         return progress.progress(session, me, unit_id=unit_id, class_id=class_id, ip=ip)

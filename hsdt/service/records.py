@@ -166,6 +166,7 @@ def create_documents(session: Session, actor: User | None, bundle: Bundle, *, ip
     locked = locked_bundle(bundle)
     users = staff_user_ids(session, bundle.school)
     made: list[DocumentRevision] = []
+    earlier: dict[int, LockedBundle] = {}
     for student in locked.bundle.students:
         record = record_for(locked, student, KIND)
         doc = session.scalars(select(Document).where(Document.record_id == record.record_id)).first()
@@ -176,7 +177,8 @@ def create_documents(session: Session, actor: User | None, bundle: Bundle, *, ip
             session.add(doc)
         latest = doc.revisions[-1] if doc.revisions else None
         if latest is not None and (latest.data_sha256 == record.data_sha256
-                                   or latest.bundle_id == bundle.id):
+                                   or latest.bundle_id == bundle.id
+                                   or _same_but_lock(latest, record, earlier)):
             continue
         rev = DocumentRevision(document=doc, revision=(latest.revision + 1) if latest else 1,
                                bundle=bundle, data_sha256=record.data_sha256, supersedes=latest,
@@ -191,6 +193,21 @@ def create_documents(session: Session, actor: User | None, bundle: Bundle, *, ip
     audit.record(session, actor=actor or SYSTEM, action="create_documents", obj=bundle, ip=ip,
                  details={"revisions": [r.id for r in made]})
     return made
+
+
+def _same_but_lock(latest: DocumentRevision, record: Record, cache: dict[int, LockedBundle]) -> bool:
+    """Whether ``record`` differs from the latest revision's only by the bundle lock — the
+    digest and time of a corrected bundle, which change every student's data_sha256 although
+    only the corrected students' data did (Điều 11.4: the others' signed records stand)."""
+    if latest.bundle_id not in cache:
+        cache[latest.bundle_id] = locked_bundle(latest.bundle)
+    old = cache[latest.bundle_id]
+    student = next((s for s in old.bundle.students if s.code == record.student.code), None)
+    if student is None:
+        return False
+    before = record_for(old, student, latest.document.kind).data
+    return ({k: v for k, v in before.items() if k != "bundle_lock"}
+            == {k: v for k, v in record.data.items() if k != "bundle_lock"})
 
 
 def render_revision(session: Session, ctx: ServiceContext, revision_id: int) -> DocumentRevision:

@@ -61,7 +61,8 @@ def worker_context() -> ServiceContext:
 
         def archive() -> Archive:
             store, retain_until = open_store(archive_root)
-            return Archive(store, archive_root, Verifier(roots, None, online=False), retain_until=retain_until)
+            verifier = Verifier(roots, None, online=False)
+            return Archive(store, archive_root, verifier, retain_until=retain_until)
 
         _context = ServiceContext(
             sessions=session_factory(make_engine()), trust_roots=roots, tsa_url=tsa_url,

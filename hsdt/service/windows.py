@@ -24,7 +24,10 @@ def open_window(session: Session, ctx: ServiceContext, actor: User, *, kind: Win
         raise Refused("Thời điểm mở/đóng phải có múi giờ (ví dụ +07:00).", code="naive_time")
     if closes_at <= opens_at:
         raise Refused("Thời điểm đóng phải sau thời điểm mở.", code="window_order")
-    target = session.get(OrgUnit, unit_id) if unit_id is not None else session.get(SchoolClass, class_id)
+    wanted = unit_id if unit_id is not None else class_id
+    target = None
+    if wanted is not None and 0 < wanted < 2**31:  # beyond the databases' INTEGER keys: no such row
+        target = session.get(OrgUnit, unit_id) if unit_id is not None else session.get(SchoolClass, class_id)
     if target is None:
         raise NotFound("Không có đơn vị hoặc lớp này.")
     require(session, actor, Action.LOCK_WINDOW, target, ip=ip)

@@ -53,7 +53,7 @@ def create_app(settings: WorkerSettings | None = None, *, main: str = "hsdt",
     app.conf.update(_config(settings))
     app.hsdt_settings = settings  # type: ignore[attr-defined]
     # Import the task module now: shared tasks attach to every app finalized afterwards.
-    import hsdt.service.tasks  # noqa: F401
+    import hsdt.service.tasks
     import hsdt.workers.tasks  # noqa: F401
 
     return app
