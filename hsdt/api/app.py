@@ -9,6 +9,7 @@ lock serialises what must not run concurrently.
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request
@@ -29,14 +30,17 @@ from hsdt.db.models import (
     LockWindow,
     User,
 )
-from hsdt.db.scope import Action, visible_documents
+from hsdt.db.scope import Action, StepFacts, Target, visible_documents
 from hsdt.domain.errors import BundleRejected, HsdtError, SigningRefused
+from hsdt.domain.plans import Role as PlanRole
 from hsdt.service import corrections, progress, records, signatures, windows
 from hsdt.service.context import ServiceContext
 from hsdt.service.errors import NotFound, Refused
-from hsdt.service.guard import require, transaction
+from hsdt.service.guard import require, require_target, transaction
 
 API = "/api/v1"
+NOT_FOUND_MESSAGE = ("Không tìm thấy: đối tượng này không tồn tại hoặc nằm ngoài phạm vi được giao cho bạn. "
+                     "Hãy kiểm tra lại mã hoặc liên hệ quản trị viên của trường.")
 _bearer = HTTPBearer(auto_error=False, description="Mã phiên từ POST /api/v1/auth/token")
 MAX_ID = 2**31 - 1
 """Largest key the databases hold (PostgreSQL INTEGER): a bigger id is a 422, not a 500."""
@@ -62,14 +66,37 @@ def _problem_json(p: Any) -> dict[str, str]:
     return out
 
 
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None  # not JSON: the route answers that
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def _problem(exc: HsdtError) -> JSONResponse:
     problems = [_problem_json(p) for p in getattr(exc, "problems", []) or []]
     headers = {}
-    if getattr(exc, "unlocks_at", None) is not None:
-        headers["Retry-After"] = "900"
+    unlocks_at = getattr(exc, "unlocks_at", None)
+    if unlocks_at is not None:
+        headers["Retry-After"] = str(max(1, int((unlocks_at - datetime.now(UTC)).total_seconds())))
     if _status(exc) == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse({"error": exc.code, "message": exc.message or str(exc), "problems": problems},
+    code, message = exc.code, exc.message or str(exc)
+    if _status(exc) == 404:
+        # "Not there" and "not yours to know about" must read the same, or the wording would
+        # tell one school which of another school's records exist.
+        code, message = "not_found", NOT_FOUND_MESSAGE
+    return JSONResponse({"error": code, "message": message, "problems": problems},
                         status_code=_status(exc), headers=headers)
 
 
@@ -86,6 +113,20 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     @app.exception_handler(HsdtError)
     def _hsdt_error(request: Request, exc: HsdtError) -> JSONResponse:
         return _problem(exc)
+
+    @app.middleware("http")
+    async def _refuse_nul(request: Request, call_next: Any) -> Any:
+        """PostgreSQL text cannot hold U+0000 (a 500 there, stored on SQLite): refused at the door,
+        the same on every database, in the path, the query and JSON bodies."""
+        nul = "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b"")
+        if not nul and request.method in ("POST", "PUT", "PATCH") and not request.headers.get(
+                "content-type", "").startswith("application/pdf"):
+            body = await request.body()
+            nul = b"\\u0000" in body and _has_nul(_json_or_none(body))
+        if nul:
+            return _problem(Refused("Dữ liệu gửi lên chứa ký tự NUL (U+0000), không được chấp nhận.",
+                                    code="nul_character"))
+        return await call_next(request)
 
     def db() -> Iterator[Session]:
         with transaction(ctx.sessions) as session:
@@ -151,6 +192,11 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     def seal_bundle(bundle_id: Id, session: DB, me: Me, ip: IP) -> Any:
         """Con dấu của trường (khoá trên HSM của máy chủ) chứng nhận mọi hồ sơ của gói."""
         row = records.get_bundle(session, me, bundle_id, Action.READ_RECORD, ip)
+        # Who may set the seal going does not depend on whether anything waits for it: the
+        # school-seal field of this bundle's school, decided before looking at the records.
+        require_target(session, me, Action.SIGN_FIELD, Target(
+            row.school_id, row.class_id, StepFacts(PlanRole.SCHOOL_SEAL, None, None),
+            label=f"seal:bundle:{row.id}"), obj=row, ip=ip)
         revs = session.scalars(select(DocumentRevision).where(
             DocumentRevision.bundle_id == row.id,
             DocumentRevision.state.in_((DocumentState.PENDING, DocumentState.RENDERED)))).all()

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hsdt.db import audit
 from hsdt.db.models import AuditEntry, Base, User
-from hsdt.db.scope import Action, Decision, Outcome, can, target_of
+from hsdt.db.scope import Action, Decision, Outcome, Target, can, target_of
 from hsdt.service.errors import Forbidden, NotFound, ServiceError
 
 
@@ -46,7 +46,13 @@ def refuse(actor: User | str, action: Action | str, error: ServiceError, *, obj:
 def require(session: Session, actor: User, action: Action, obj: Base, *, ip: str | None = None
             ) -> Decision:
     """The decision for ``action`` on ``obj``, or a logged :class:`Forbidden` / :class:`NotFound`."""
-    decision = can(session, actor, action, target_of(session, obj))
+    return require_target(session, actor, action, target_of(session, obj), obj=obj, ip=ip)
+
+
+def require_target(session: Session, actor: User, action: Action, target: Target, *, obj: Base | None = None,
+                   ip: str | None = None) -> Decision:
+    """:func:`require` for a target that is not one stored object (``obj`` names it in the log)."""
+    decision = can(session, actor, action, target)
     if decision.allowed:
         return decision
     error: ServiceError
