@@ -21,6 +21,7 @@ from hsdt.db.models import (
     CorrectionWitness,
     Document,
     DocumentRevision,
+    RoleName,
     User,
     WitnessCapacity,
 )
@@ -73,7 +74,7 @@ def approve(session: Session, ctx: ServiceContext, actor: User, correction_id: i
                        code="correction_decided")
     capacities = {w.capacity for w in witnesses}
     missing = set(WitnessCapacity) - capacities
-    if missing:
+    if missing or len({w.username for w in witnesses}) < len(WitnessCapacity):
         raise refuse(actor, Action.APPROVE_CORRECTION, Refused(
             "Điều chỉnh cần có người chứng kiến: thành viên Ban quản lý HSĐT và giáo viên chủ nhiệm "
             "(Điều 11.4).", code="witnesses_required"), obj=row, ip=ip)
@@ -82,9 +83,11 @@ def approve(session: Session, ctx: ServiceContext, actor: User, correction_id: i
         user = session.scalars(select(User).where(User.username == w.username)).first()
         if user is None:
             raise Refused(f"Không có tài khoản «{w.username}».", code="witness_unknown")
-        ok = can(session, user, Action.WITNESS_CORRECTION, target).allowed
+        decision = can(session, user, Action.WITNESS_CORRECTION, target)
         if w.capacity is WitnessCapacity.HOMEROOM_TEACHER:
-            ok = ok and row.bundle.school_class.homeroom_teacher_id == user.id
+            ok = decision.allowed and row.bundle.school_class.homeroom_teacher_id == user.id
+        else:  # the HSĐT board member: the school's system administrator, not the teacher again
+            ok = decision.allowed and decision.role is RoleName.SCHOOL_ADMIN
         if not ok:
             raise refuse(actor, Action.APPROVE_CORRECTION, Refused(
                 f"{user.full_name} không thể chứng kiến với tư cách {w.capacity.value} cho lớp này.",
