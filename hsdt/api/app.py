@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -391,7 +392,41 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         _document(session, me, entry.record_id, ip)
         return entry
 
+    for route in app.routes:  # Vietnamese summaries in the published OpenAPI (docs/openapi.json)
+        if isinstance(route, APIRoute) and route.summary is None:
+            route.summary = SUMMARIES.get(route.name)
     return app
+
+
+SUMMARIES = {
+    "sign_in": "Đăng nhập, nhận mã phiên",
+    "sign_out": "Đăng xuất (thu hồi mã phiên)",
+    "import_bundle": "Nhập gói dữ liệu học kỳ của một lớp",
+    "lock_bundle": "Khoá gói dữ liệu (Điều 14)",
+    "render_bundle": "Tạo học bạ PDF/A cho cả lớp từ gói đã khoá",
+    "seal_bundle": "Đóng dấu của trường lên các hồ sơ của gói",
+    "list_documents": "Danh sách hồ sơ trong phạm vi được xem",
+    "get_document": "Một hồ sơ: các phiên bản và các ô chữ ký",
+    "pending": "Các ô chữ ký đang chờ tôi ký",
+    "prepare": "Chuẩn bị ký một ô: máy chủ kiểm tra và trả dữ liệu cần ký",
+    "complete": "Gửi giá trị chữ ký để hoàn tất ô ký",
+    "reject": "Từ chối ký, nêu lý do",
+    "request_correction": "Đề nghị điều chỉnh dữ liệu đã khoá (Điều 11.4)",
+    "approve_correction": "Phê duyệt điều chỉnh, nêu người chứng kiến",
+    "refuse_correction": "Không phê duyệt đề nghị điều chỉnh",
+    "apply_correction": "Áp dụng dữ liệu đã điều chỉnh",
+    "open_window": "Mở khung thời gian nhập dữ liệu hoặc ký (Điều 13)",
+    "close_window": "Đóng khung thời gian",
+    "get_progress": "Tiến độ ký của một lớp hoặc đơn vị",
+    "search_archive": "Tìm hồ sơ trong kho lưu trữ",
+    "download_pdf": "Tải bản PDF đã lưu trữ",
+    "download_report": "Báo cáo xác minh của bản lưu trữ",
+    "verify_upload": "Xác minh một tệp PDF gửi lên",
+    "public_page": "Trang xác minh công khai (mở từ mã QR)",
+    "public_json": "Kết quả xác minh công khai (JSON)",
+    "health": "Kiểm tra dịch vụ đang chạy",
+}
+"""Route name → Vietnamese summary; a route without one fails tests/api/test_openapi.py."""
 
 
 def _index_entry(archive: Any, sha256: str) -> Any:

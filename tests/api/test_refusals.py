@@ -297,11 +297,11 @@ def test_reject_needs_a_reason_and_sends_the_record_back(school: School) -> None
         r = c.post(f"/api/v1/signatures/{step}/reject", json={"reason": reason})
         assert r.status_code == 200, r.text
         assert r.json()["state"] == "rejected"
+    gv003 = svc.user("GV003").id
     with svc.sessions() as s:
         row = s.get(SignatureStep, step)
         assert row is not None
-        assert (row.state.value, row.reject_reason, row.acted_by_id) == ("rejected", reason,
-                                                                         svc.user("GV003").id)
+        assert (row.state.value, row.reject_reason, row.acted_by_id) == ("rejected", reason, gv003)
         assert row.revision.state.value == "rejected"
         assert row.revision.pdf_sha256 == before[6]
     entry = school.audit(step, "reject_field")[-1]
