@@ -136,8 +136,14 @@ def context_from_env(environ: Mapping[str, str] | None = None, *, migrate: bool 
     seal_keys = seal_key_openers(env)
     if pki is not None and pki.school_code not in seal_keys:
         from hsdt.demo import open_identity
+        from hsdt.workers.files import exclusive
 
-        seal_keys[pki.school_code] = lambda: open_identity(pki, pki.seal)
+        def open_test_seal() -> SigningKey:
+            # SoftHSM2 rewrites its token file on login: processes log in one at a time.
+            with exclusive(pki.softhsm_conf.parent / "login.lock"):
+                return open_identity(pki, pki.seal)
+
+        seal_keys[pki.school_code] = open_test_seal
 
     url = database_url(_get(env, "HSDT_DATABASE_URL"))
     try:

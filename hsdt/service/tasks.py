@@ -15,10 +15,6 @@ SoftHSM2).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
-
 from celery import shared_task
 
 from hsdt.service import records
@@ -30,44 +26,12 @@ _context: ServiceContext | None = None
 
 
 def worker_context() -> ServiceContext:
-    """This process's service context, built once from the environment."""
+    """This process's service context, built once from the environment (as ``hsdt serve``'s)."""
     global _context
     if _context is None:
-        from hsdt.archive.factory import open_store
-        from hsdt.archive.ingest import Archive
-        from hsdt.db.engine import make_engine, session_factory
-        from hsdt.demo import open_identity
-        from hsdt.signing import testpki
-        from hsdt.signing.trust import load_trust_roots
-        from hsdt.signing.verification import Verifier
-        from hsdt.workers.context import archive_lock
-        from hsdt.workers.files import exclusive
+        from hsdt.service.config import context_from_env
 
-        archive_root = Path(os.environ.get("HSDT_ARCHIVE_ROOT", "var/archive"))
-        roots = load_trust_roots([])
-        tsa_url = os.environ.get("HSDT_TSA_URL", "")
-        seal_keys: dict[str, Any] = {}
-        pki_dir = os.environ.get("HSDT_TEST_PKI_DIR")
-        if pki_dir:
-            pki = testpki.load(Path(pki_dir))
-            roots += pki.trust_roots()
-            tsa_url = tsa_url or pki.tsa_url
-
-            def open_seal() -> Any:
-                with exclusive(pki.softhsm_conf.parent / "login.lock"):
-                    return open_identity(pki, pki.seal)
-
-            seal_keys[pki.school_code] = open_seal
-
-        def archive() -> Archive:
-            store, retain_until = open_store(archive_root)
-            verifier = Verifier(roots, None, online=False)
-            return Archive(store, archive_root, verifier, retain_until=retain_until)
-
-        _context = ServiceContext(
-            sessions=session_factory(make_engine()), trust_roots=roots, tsa_url=tsa_url,
-            workspace_root=Path(os.environ.get("HSDT_WORK_DIR", "var/work")), seal_keys=seal_keys,
-            archive_factory=archive, archive_lock=lambda: archive_lock(archive_root))
+        _context = context_from_env(migrate=False)
     return _context
 
 
