@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import subprocess
 
+from sqlalchemy import select
+
 from hsdt.agent import ApiClient, open_token_key, run_agent
+from hsdt.db.models import SchoolClass
 from hsdt.domain.bundles import bundle_json
 
 from .service_world import PASSWORD, Service
@@ -39,7 +42,22 @@ def sign_class(svc: Service) -> None:
 def test_class_from_bundle_to_archive(service: Service, tmp_path) -> None:  # type: ignore[no-untyped-def]
     _, revs = service.import_and_render(bundle_json(service.bundle))
     assert len(revs) == len(service.bundle.students)
+    # Progress (Điều 11.3): every record waits at stage 1, for each subject teacher by name.
+    with service.sessions() as s:
+        name = service.bundle.class_.name
+        class_id = s.scalars(select(SchoolClass.id).where(SchoolClass.name == name)).one()
+    with service.client("GV001") as c:
+        progress = c.get("/api/v1/progress", params={"class_id": class_id}).json()
+    n = len(service.bundle.students)
+    assert progress["records"] == n and progress["by_state"] == {"certified": n}
+    teachers = {t.id: t.full_name for t in service.bundle.teachers}
+    expected = {(f"subject_{a.subject}", teachers[a.teacher_id]) for a in service.bundle.assignments}
+    assert {(w["field"], w["for"]) for w in progress["waiting"]} == expected
+    assert {(w["records"], w["stage"]) for w in progress["waiting"]} == {(n, 1)}
     sign_class(service)
+    with service.client("GV001") as c:
+        progress = c.get("/api/v1/progress", params={"class_id": class_id}).json()
+    assert progress["by_state"] == {"archived": n} and progress["waiting"] == []
     with service.client("vanthu") as c:
         docs = c.get("/api/v1/documents").json()
         assert {d["state"] for d in docs} == {"archived"}, docs
