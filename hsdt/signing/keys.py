@@ -8,6 +8,7 @@ the key lives. ``software`` keeps a PKCS#12 key in memory (demos and tests only)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -105,6 +106,10 @@ def open_software_key(p12_path: Path, passphrase: bytes | None) -> SigningKey:
     return SigningKey("software", SoftwareKeySigner(key, a_cert, chain), a_cert, chain)
 
 
+_LOGINS: list[Any] = []
+"""Sessions that logged in to a token; kept open so that the login lasts (see below)."""
+
+
 def open_pkcs11_key(lib_path: str, token_label: str, pin: str, key_label: str,
                     cert: x509.Certificate, chain: list[x509.Certificate],
                     env: dict[str, str] | None = None) -> SigningKey:
@@ -121,12 +126,15 @@ def open_pkcs11_key(lib_path: str, token_label: str, pin: str, key_label: str,
     try:
         lib = pkcs11.lib(lib_path)
         token = lib.get_token(token_label=token_label)
-        try:
-            session = token.open(user_pin=pin)
-        except pkcs11.exceptions.UserAlreadyLoggedIn:
-            # Login is per application, not per session: a second key on the same token
-            # (the seal and the principal on one HSM) joins the logged-in state.
-            session = token.open()
+        with contextlib.suppress(pkcs11.exceptions.UserAlreadyLoggedIn):
+            _LOGINS.append(token.open(user_pin=pin))
+        # Login is per application, not per session, and python-pkcs11 logs the whole
+        # application out when a session that logged in is closed — which would invalidate
+        # every other key of this process on the token (the seal and the principal on one
+        # HSM, a service's seal and a worker's). So the session that logged in is kept for
+        # the life of the process and each key works in a session of its own that joins the
+        # logged-in state and closes without logging anybody out.
+        session = token.open()
     except pkcs11.exceptions.NoSuchToken:
         raise SigningRefused(
             f"Không thấy thiết bị ký (token) «{token_label}». Hãy cắm token "
