@@ -32,7 +32,7 @@ def _tests_on_path() -> None:
 
 def workers_scaling(tmp: Path, rep: Reporter, students: int) -> None:
     _tests_on_path()
-    from workerkit import running  # type: ignore[import-not-found]
+    from workers.workerkit import running  # type: ignore[import-not-found]
 
     from hsdt.workers.pipeline import process_class
 
@@ -45,6 +45,7 @@ def workers_scaling(tmp: Path, rep: Reporter, students: int) -> None:
     rates: dict[int, float] = {}
     with testpki.serve(pki, mode="subprocess"):
         for n in (1, 2):
+            (tmp / f"w{n}").mkdir()
             with running("redis", tmp / f"w{n}") as run:
                 run.workers.start(n)
                 t0 = time.monotonic()
