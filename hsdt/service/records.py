@@ -40,6 +40,7 @@ from hsdt.domain.schema import LockedBundle, TermBundle
 from hsdt.service.context import ServiceContext
 from hsdt.service.errors import Conflict, NotFound, Refused, ServiceError
 from hsdt.service.guard import refuse, require
+from hsdt.workers.tasks import checkpoint
 from hsdt.workflow import plan_of, render
 
 KIND = "hoc_ba_thcs"
@@ -296,8 +297,8 @@ def _revision(session: Session, revision_id: int) -> DocumentRevision:
 # --------------------------------------------------------------------------------------------
 # The end: B-LTA seal and archive
 # --------------------------------------------------------------------------------------------
-def finish_revision(session: Session, ctx: ServiceContext, revision_id: int) -> DocumentRevision:
-    """Seal (DSS + document timestamp) and archive a fully signed revision. Idempotent."""
+def seal_revision(session: Session, ctx: ServiceContext, revision_id: int) -> DocumentRevision:
+    """SIGNED → SEALED: DSS and the document timestamp (B-LTA). Idempotent by state."""
     rev = _revision(session, revision_id)
     if rev.state is DocumentState.SIGNED:
         record = record_of(rev)
@@ -308,9 +309,24 @@ def finish_revision(session: Session, ctx: ServiceContext, revision_id: int) -> 
         rev.state = DocumentState.SEALED
         session.flush()
         audit.record(session, actor=SYSTEM, action="seal", obj=rev, details={"pdf_sha256": rev.pdf_sha256})
+    return rev
+
+
+def archive_revision(session: Session, ctx: ServiceContext, revision_id: int) -> DocumentRevision:
+    """SEALED → ARCHIVED. The sealed bytes are fixed by then, so a retry after a crash between
+    the store and the commit finds the same object in the archive and stores nothing twice."""
+    rev = _revision(session, revision_id)
     if rev.state is DocumentState.SEALED:
         _archive(session, ctx, rev)
     return rev
+
+
+def finish_revision(session: Session, ctx: ServiceContext, revision_id: int) -> DocumentRevision:
+    """Seal and archive in one transaction (embedded). Workers commit between the two
+    (:mod:`hsdt.service.tasks`): a seal is not reproducible byte for byte (its timestamp), so
+    it must be committed before its bytes are archived."""
+    seal_revision(session, ctx, revision_id)
+    return archive_revision(session, ctx, revision_id)
 
 
 def _archive(session: Session, ctx: ServiceContext, rev: DocumentRevision) -> None:
@@ -322,6 +338,7 @@ def _archive(session: Session, ctx: ServiceContext, rev: DocumentRevision) -> No
     with ctx.archive_for(session, rev.document.school) as archive:
         entry, _report = archive.ingest(ctx.workspace.get(rev.pdf_sha256 or ""),
                                         supersedes=old_entry.sha256 if old_entry else None)
+    checkpoint("finish:archived", rev.document.record_id)
     row = session.get(ArchiveEntry, entry.sha256)
     if row is None:
         values = {k: getattr(entry, k) for k in (

@@ -37,10 +37,13 @@ def worker_context() -> ServiceContext:
 
 def _run(step: str, revision_id: int) -> str:
     ctx = worker_context()
-    run = {"render": records.render_revision, "certify": records.certify_revision,
-           "finish": records.finish_revision}[step]
-    with transaction(ctx.sessions) as session:
-        return run(session, ctx, revision_id).state.value
+    steps = {"render": [records.render_revision], "certify": [records.certify_revision],
+             "finish": [records.seal_revision, records.archive_revision]}[step]
+    state = ""
+    for run in steps:  # one transaction each: what is done is committed before the next part
+        with transaction(ctx.sessions) as session:
+            state = run(session, ctx, revision_id).state.value
+    return state
 
 
 @shared_task(name="hsdt.service.render_revision", base=HsdtTask, bind=True)
