@@ -201,10 +201,6 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         revs = session.scalars(select(DocumentRevision).where(
             DocumentRevision.bundle_id == row.id,
             DocumentRevision.state.in_((DocumentState.PENDING, DocumentState.RENDERED)))).all()
-        for rev in revs:
-            for step in rev.steps:
-                if step.role.value == "school_seal":
-                    require(session, me, Action.SIGN_FIELD, step, ip=ip)
         assert ctx.dispatcher is not None
         ctx.dispatcher.send(session, "certify", [r.id for r in revs])
         return [_revision_out(r) for r in revs]
@@ -234,9 +230,9 @@ def create_app(ctx: ServiceContext) -> FastAPI:
                     for s in r.steps]} for r in doc.revisions]}
 
     # -- signatures ------------------------------------------------------------------------
-    @app.get(f"{API}/signatures/pending", response_model=list[schemas.PendingOut], tags=["Ký số"])
+    @app.get(f"{API}/signatures/pending", response_model=list[signatures.PendingSignature], tags=["Ký số"])
     def pending(session: DB, me: Me) -> Any:
-        return [p.to_json() for p in signatures.pending(session, me)]
+        return signatures.pending(session, me)
 
     @app.post(f"{API}/signatures/{{step_id}}/prepare", response_model=schemas.PreparedOut, tags=["Ký số"])
     def prepare(step_id: Id, body: schemas.PrepareIn, session: DB, me: Me, ip: IP) -> Any:
@@ -335,8 +331,8 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     @app.get(f"{API}/archive/records/{{sha256}}/report", tags=["Lưu trữ"])
     def download_report(sha256: str, session: DB, me: Me, ip: IP) -> dict[str, Any]:
         entry = _archived(session, me, sha256, ip)
-        with ctx.archive_for(session, entry.document_revision_id and session.get(
-                DocumentRevision, entry.document_revision_id).document.school) as archive:  # type: ignore[union-attr]
+        revision = session.get(DocumentRevision, entry.document_revision_id or 0)
+        with ctx.archive_for(session, revision.document.school if revision else None) as archive:
             return archive.report(_index_entry(archive, entry.sha256)).to_json()
 
     @app.post(f"{API}/verify", tags=["Xác minh"],

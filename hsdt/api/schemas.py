@@ -57,19 +57,6 @@ class RevisionOut(BaseModel):
     supersedes_id: int | None = None
 
 
-class PendingOut(BaseModel):
-    step_id: int
-    record_id: str
-    field_name: str
-    role: str
-    subject: str | None
-    stage: int
-    student_code: str
-    class_name: str
-    school_year: str
-    term: str
-
-
 class PrepareIn(_In):
     certificate: str = Field(description="Chứng thư ký (DER, base64)", max_length=20000)
     chain: list[str] = Field(default_factory=list, max_length=8,

@@ -39,12 +39,11 @@ class InlineDispatcher:
         self.ctx = ctx
 
     def send(self, session: Session, step: str, revision_ids: Sequence[int]) -> None:
-        from hsdt.service import records
+        from hsdt.service.records import STEPS
 
-        run = {"render": records.render_revision, "certify": records.certify_revision,
-               "finish": records.finish_revision}[step]
         for rid in revision_ids:
-            run(session, self.ctx, rid)
+            for run in STEPS[step]:
+                run(session, self.ctx, rid)
 
 
 class CeleryDispatcher:

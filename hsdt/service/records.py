@@ -10,6 +10,7 @@ database (:func:`_move_pdf`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -244,9 +245,7 @@ def certify_revision(session: Session, ctx: ServiceContext, revision_id: int, ac
         with ctx.signer_for(session, school) as signer:
             pdf = signer.sign(ctx.workspace.get(rev.pdf_sha256 or ""), step.field_name, key,
                               expected_data_sha256=record.data_sha256)
-        from hsdt.signing.keys import fingerprint
-
-        record_signature(session, ctx, rev, step, pdf, fingerprint(key.cert), actor)
+        record_signature(session, ctx, rev, step, pdf, key.fingerprint, actor)
     return rev
 
 
@@ -321,12 +320,13 @@ def archive_revision(session: Session, ctx: ServiceContext, revision_id: int) ->
     return rev
 
 
-def finish_revision(session: Session, ctx: ServiceContext, revision_id: int) -> DocumentRevision:
-    """Seal and archive in one transaction (embedded). Workers commit between the two
-    (:mod:`hsdt.service.tasks`): a seal is not reproducible byte for byte (its timestamp), so
-    it must be committed before its bytes are archived."""
-    seal_revision(session, ctx, revision_id)
-    return archive_revision(session, ctx, revision_id)
+STEPS: dict[str, tuple[Callable[[Session, ServiceContext, int], DocumentRevision], ...]] = {
+    "render": (render_revision,),
+    "certify": (certify_revision,),
+    "finish": (seal_revision, archive_revision),
+}
+"""What each dispatched step runs, in order. Workers commit after each part: a seal is not
+reproducible byte for byte (its timestamp), so it is committed before its bytes are archived."""
 
 
 def _archive(session: Session, ctx: ServiceContext, rev: DocumentRevision) -> None:

@@ -54,9 +54,6 @@ class PendingSignature:
     school_year: str
     term: str
 
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 def pending(session: Session, actor: User) -> list[PendingSignature]:
     """The fields waiting for ``actor`` now: assigned to them, their stage open, in their scope."""
@@ -165,7 +162,6 @@ def complete(session: Session, ctx: ServiceContext, actor: User, preparation_id:
     if prep.completed_at is not None:
         raise Conflict("Chữ ký của phiên chuẩn bị này đã được nhận.", code="already_completed")
     rev = _check_step_open(session, ctx, actor, step, Action.SIGN_FIELD, ip)
-    record = record_of(rev)
     try:
         with ctx.deferred_for(session, rev.document.school) as deferred:
             pdf = deferred.complete(DeferredState.from_bytes(prep.state), signature_value,
@@ -173,7 +169,6 @@ def complete(session: Session, ctx: ServiceContext, actor: User, preparation_id:
     except SigningRefused as exc:
         raise refuse(actor, Action.SIGN_FIELD, Refused(exc.message, code=exc.code), obj=step, ip=ip,
                      details={"preparation": prep.id}) from None
-    del record
     prep.completed_at = ctx.clock()
     record_signature(session, ctx, rev, step, pdf, prep.cert_fingerprint, actor, ip=ip)
     return rev

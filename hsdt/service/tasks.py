@@ -37,10 +37,8 @@ def worker_context() -> ServiceContext:
 
 def _run(step: str, revision_id: int) -> str:
     ctx = worker_context()
-    steps = {"render": [records.render_revision], "certify": [records.certify_revision],
-             "finish": [records.seal_revision, records.archive_revision]}[step]
     state = ""
-    for run in steps:  # one transaction each: what is done is committed before the next part
+    for run in records.STEPS[step]:  # one transaction each: what is done is committed before the next part
         with transaction(ctx.sessions) as session:
             state = run(session, ctx, revision_id).state.value
     return state
