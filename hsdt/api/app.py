@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 
 from hsdt.api import auth, schemas
 from hsdt.api.public_page import public_html
+from hsdt.api.remote_routes import SUMMARIES as REMOTE_SUMMARIES
+from hsdt.api.remote_routes import add_remote_routes
 from hsdt.db.models import (
     ArchiveEntry,
     Bundle,
@@ -142,6 +144,14 @@ def create_app(ctx: ServiceContext) -> FastAPI:
             raise auth.AuthError("Cần đăng nhập: gửi mã phiên trong tiêu đề Authorization: Bearer …",
                                  code="token_invalid", status=401)
         return auth.authenticate(session, creds.credentials, now=ctx.clock())
+
+    def current_user_id(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> int:
+        """The caller, authenticated in a transaction of its own that is over before the
+        route runs (for routes that run several transactions: remote signing batches)."""
+        with transaction(ctx.sessions) as session:
+            return current_user(session, creds).id
+
+    add_remote_routes(app, ctx, current_user_id, client_ip)
 
     # scope="function": the commit happens before the answer is sent — a client never hears
     # "signed" about something that is not yet in the database.
@@ -390,7 +400,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
 
     for route in app.routes:  # Vietnamese summaries in the published OpenAPI (docs/openapi.json)
         if isinstance(route, APIRoute) and route.summary is None:
-            route.summary = SUMMARIES.get(route.name)
+            route.summary = SUMMARIES.get(route.name) or REMOTE_SUMMARIES.get(route.name)
     return app
 
 

@@ -156,3 +156,53 @@ class ArchiveEntryOut(BaseModel):
 
 
 JSONObject = dict[str, Any]
+
+
+# -- remote signing ---------------------------------------------------------------------------
+class ProviderOut(BaseModel):
+    name: str
+    kind: str = Field(description="csc (ký qua CSC API) hoặc smartca (xác nhận trên điện thoại)")
+    display_name: str
+
+
+class RemoteBatchIn(_In):
+    provider: str = Field(min_length=1, max_length=64)
+    step_ids: list[int] | None = Field(default=None, max_length=2000,
+                                       description="Các ô cần ký; bỏ trống: mọi ô đang chờ bạn")
+    class_name: str | None = Field(default=None, max_length=40, description="Chỉ các ô của lớp này")
+
+
+class CscSignIn(RemoteBatchIn):
+    pin: str = Field(min_length=1, max_length=64, description="Mã PIN của khoá ký tại nhà cung cấp")
+    otp: str | None = Field(default=None, max_length=64)
+    password: str | None = Field(default=None, max_length=1024,
+                                 description="Mật khẩu tài khoản tại nhà cung cấp (khi nhà cung cấp yêu cầu)")
+    credential_id: str | None = Field(default=None, max_length=200)
+
+
+class RemoteItemOut(BaseModel):
+    step_id: int
+    record_id: str | None
+    field_name: str | None
+    outcome: str = Field(description="signed | refused | failed | pending")
+    code: str | None = None
+    message: str | None = None
+
+
+class RemoteBatchOut(BaseModel):
+    provider: str
+    signed: int
+    refused: int
+    failed: int
+    pending: int
+    authorizations: int = Field(description="Số lần xác thực PIN/OTP đã dùng cho cả lô")
+    approval_id: str | None = None
+    approval_state: str | None = None
+    expires_at: datetime | None = None
+    items: list[RemoteItemOut]
+
+
+class RemoteAccountIn(_In):
+    account: str = Field(min_length=1, max_length=200,
+                         description="Mã tài khoản của người dùng tại nhà cung cấp")
+    credential_id: str | None = Field(default=None, max_length=200)

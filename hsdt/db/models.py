@@ -46,6 +46,7 @@ from hsdt.db.records import (
     WindowKind,
     WitnessCapacity,
 )
+from hsdt.db.remote import OPEN_APPROVAL_STATES, ApprovalState, CallbackReceipt, RemoteAccount, RemoteApproval
 
 APPEND_ONLY_TABLES: tuple[str, ...] = tuple(sorted(
     m.class_.__tablename__ for m in Base.registry.mappers if m.class_.__append_only__))
@@ -59,15 +60,18 @@ __all__ = [
     "APPEND_ONLY_TABLES",
     "FROZEN_COLUMNS",
     "NAMING_CONVENTION",
+    "OPEN_APPROVAL_STATES",
     "PARENT_KIND",
     "ROLE_UNIT_KIND",
     "ApiToken",
+    "ApprovalState",
     "ArchiveEntry",
     "ArchiveEvent",
     "AuditEntry",
     "Base",
     "Bundle",
     "BundleLock",
+    "CallbackReceipt",
     "Certificate",
     "Correction",
     "CorrectionState",
@@ -78,6 +82,8 @@ __all__ = [
     "LockWindow",
     "OrgUnit",
     "OrgUnitKind",
+    "RemoteAccount",
+    "RemoteApproval",
     "RoleAssignment",
     "RoleName",
     "SchoolClass",

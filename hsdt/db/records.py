@@ -38,6 +38,7 @@ from hsdt.domain.schema import DataLock, Term, TermBundle
 
 if TYPE_CHECKING:
     from hsdt.db.people import OrgUnit, SchoolClass, User
+    from hsdt.db.remote import RemoteApproval
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,6 +252,9 @@ class SignatureStep(Base):
     acted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # who signed/rejected
     rejected_at: Mapped[datetime | None]
     reject_reason: Mapped[str | None] = mapped_column(Text)
+    remote_note: Mapped[str | None] = mapped_column(Text)
+    """Why the last remote signing of this field did not land (rejected on the phone,
+    expired, provider fault): shown in the teacher's list until the field is signed."""
 
     revision: Mapped[DocumentRevision] = relationship(back_populates="steps")
     assignee_user: Mapped[User | None] = relationship(foreign_keys=[assignee_user_id])
@@ -397,7 +401,10 @@ class SignaturePreparation(Base):
     expires_at: Mapped[datetime]
     state: Mapped[bytes] = mapped_column(LargeBinary)
     completed_at: Mapped[datetime | None]
+    approval_id: Mapped[str | None] = mapped_column(ForeignKey("remote_approvals.id"), index=True)
+    """The phone-approval batch this preparation was sent in, if any."""
 
     step: Mapped[SignatureStep] = relationship()
+    approval: Mapped[RemoteApproval | None] = relationship(back_populates="preparations")
 
     __table_args__ = (sha256_check("record_sha256"),)

@@ -29,6 +29,7 @@ from typing import Any
 from hsdt.domain.errors import HsdtError
 from hsdt.service.context import ServiceContext
 from hsdt.signing.keys import SigningKey
+from hsdt.signing.remote.providers import RemoteSigningConfig
 
 DEFAULT_WORK_DIR = "var/work"
 DEFAULT_ARCHIVE_ROOT = "var/archive"
@@ -181,7 +182,8 @@ def context_from_env(environ: Mapping[str, str] | None = None, *, migrate: bool 
 
     return ServiceContext(sessions=session_factory(engine), trust_roots=roots, tsa_url=tsa_url,
                           workspace_root=work_dir, seal_keys=seal_keys, archive_factory=archive,
-                          archive_lock=lambda: archive_lock(archive_root), dispatcher=dispatcher)
+                          archive_lock=lambda: archive_lock(archive_root), dispatcher=dispatcher,
+                          remote=_remote_signing(env))
 
 
 def describing_context() -> ServiceContext:
@@ -202,3 +204,15 @@ def openapi_json() -> str:
 
     spec = create_app(describing_context()).openapi()
     return json.dumps(spec, ensure_ascii=False, indent=2) + "\n"
+
+
+def _remote_signing(env: Mapping[str, str]) -> RemoteSigningConfig:
+    """``HSDT_REMOTE_SIGNING``: the providers' TOML file (none: no remote signing)."""
+    from hsdt.signing.remote.common import RemoteSigningError
+    from hsdt.signing.remote.providers import load_config
+
+    path = _get(env, "HSDT_REMOTE_SIGNING")
+    try:
+        return load_config(Path(path) if path else None)
+    except RemoteSigningError as exc:
+        raise ServiceConfigError(f"HSDT_REMOTE_SIGNING: {exc.message}") from None

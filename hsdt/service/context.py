@@ -27,6 +27,7 @@ from hsdt.db.models import OrgUnit
 from hsdt.signing.deferred import DeferredSigner
 from hsdt.signing.keys import SigningKey
 from hsdt.signing.pades import RecordSigner, SigningEnvironment
+from hsdt.signing.remote.providers import RemoteSigningConfig
 from hsdt.signing.verification import Verifier
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class ServiceContext:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     dispatcher: Dispatcher | None = None
     """Where render/certify/finish run; None: in the request (embedded default)."""
+    remote: RemoteSigningConfig = field(default_factory=RemoteSigningConfig)
+    """The remote-signing providers (CSC, phone approval) this deployment uses."""
 
     def __post_init__(self) -> None:
         from hsdt.service.dispatch import InlineDispatcher

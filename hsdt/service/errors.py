@@ -38,3 +38,17 @@ class Refused(ServiceError):
 
     status = 422
     code = "refused"
+
+
+class Unavailable(ServiceError):
+    """A provider or service we depend on is failing; the same request may succeed later."""
+
+    status = 503
+    code = "unavailable"
+
+
+class NotAuthentic(ServiceError):
+    """A message that claims to come from a provider but cannot be shown to (a callback)."""
+
+    status = 401
+    code = "not_authentic"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from asn1crypto import x509 as asn1_x509
@@ -19,10 +20,12 @@ from sqlalchemy.orm import Session, joinedload
 
 from hsdt.db import audit
 from hsdt.db.models import (
+    OPEN_APPROVAL_STATES,
     Certificate,
     Document,
     DocumentRevision,
     DocumentState,
+    RemoteApproval,
     SchoolClass,
     SignaturePreparation,
     SignatureStep,
@@ -36,6 +39,7 @@ from hsdt.service.context import ServiceContext
 from hsdt.service.errors import Conflict, NotFound, Refused
 from hsdt.service.guard import refuse, require
 from hsdt.service.records import open_stage, record_of, record_signature, require_window
+from hsdt.signing.appearance import VN_TZ
 from hsdt.signing.deferred import DeferredState
 
 OPEN_STATES = (DocumentState.CERTIFIED, DocumentState.SIGNING)
@@ -53,6 +57,10 @@ class PendingSignature:
     class_name: str
     school_year: str
     term: str
+    awaiting_approval_until: datetime | None = None
+    """Sent to the teacher's phone for approval, waiting until then (remote signing)."""
+    remote_note: str | None = None
+    """Why the last remote signing of this field did not land, if it did not."""
 
 
 def pending(session: Session, actor: User) -> list[PendingSignature]:
@@ -66,8 +74,22 @@ def pending(session: Session, actor: User) -> list[PendingSignature]:
                SignatureStep.stage == DocumentRevision.stage, DocumentRevision.state.in_(OPEN_STATES),
                Document.class_id.in_(visible_classes_query(actor.id)))
         .order_by(Document.record_id, SignatureStep.stage, SignatureStep.field_name)).all()
+    awaiting = awaiting_approval(session, [s.id for s, _, _ in rows])
     return [PendingSignature(s.id, d.record_id, s.field_name, s.role.value, s.subject, s.stage,
-                             d.student_code, c.name, d.school_year, d.term.value) for s, d, c in rows]
+                             d.student_code, c.name, d.school_year, d.term.value, awaiting.get(s.id),
+                             s.remote_note) for s, d, c in rows]
+
+
+def awaiting_approval(session: Session, step_ids: list[int]) -> dict[int, datetime]:
+    """Step id → until when it waits for a phone approval, for the steps that do."""
+    if not step_ids:
+        return {}
+    rows = session.execute(
+        select(SignaturePreparation.step_id, RemoteApproval.expires_at)
+        .join(RemoteApproval, RemoteApproval.id == SignaturePreparation.approval_id)
+        .where(SignaturePreparation.step_id.in_(step_ids), SignaturePreparation.completed_at.is_(None),
+               RemoteApproval.state.in_(OPEN_APPROVAL_STATES))).all()
+    return {step_id: until for step_id, until in rows}
 
 
 def _step(session: Session, step_id: int) -> SignatureStep:
@@ -104,10 +126,21 @@ def _check_step_open(session: Session, ctx: ServiceContext, actor: User, step: S
 
 
 def prepare(session: Session, ctx: ServiceContext, actor: User, step_id: int, cert_der: bytes,
-            chain_der: list[bytes], *, ip: str | None = None) -> dict[str, Any]:
-    """Check everything and return what the client's key must sign (the state stays here)."""
+            chain_der: list[bytes], *, ip: str | None = None, approval_id: str | None = None
+            ) -> dict[str, Any]:
+    """Check everything and return what the client's key must sign (the state stays here).
+
+    ``approval_id``: the phone-approval batch the preparation goes out in. A field already
+    waiting on someone's phone is not prepared again: its approval decides it first.
+    """
     step = _step(session, step_id)
     rev = _check_step_open(session, ctx, actor, step, Action.SIGN_FIELD, ip)
+    waiting_until = awaiting_approval(session, [step.id]).get(step.id)
+    if waiting_until is not None:
+        raise refuse(actor, Action.SIGN_FIELD, Conflict(
+            f"Ô «{step.field_name}» của hồ sơ {rev.document.record_id} đang chờ xác nhận trên điện "
+            f"thoại (đến {waiting_until.astimezone(VN_TZ):%H:%M %d/%m/%Y}); hãy xác nhận hoặc từ chối "
+            "trên ứng dụng, hoặc chờ hết hạn rồi ký lại.", code="awaiting_approval"), obj=step, ip=ip)
     fp = hashlib.sha256(cert_der).hexdigest()
     cert_row = session.scalars(select(Certificate).where(Certificate.fingerprint == fp)).first()
     if cert_row is None or cert_row.user_id != actor.id:
@@ -135,7 +168,8 @@ def prepare(session: Session, ctx: ServiceContext, actor: User, step_id: int, ce
                      details={"certificate": fp}) from None
     session.add(SignaturePreparation(id=prepared.id, step_id=step.id, user_id=actor.id,
                                      record_sha256=prepared.record_sha256, cert_fingerprint=fp,
-                                     expires_at=prepared.expires_at, state=prepared.state))
+                                     expires_at=prepared.expires_at, state=prepared.state,
+                                     approval_id=approval_id))
     session.flush()
     audit.record(session, actor=actor, action="prepare_signature", obj=step, ip=ip,
                  details={"preparation": prepared.id, "certificate": fp})
@@ -170,6 +204,7 @@ def complete(session: Session, ctx: ServiceContext, actor: User, preparation_id:
         raise refuse(actor, Action.SIGN_FIELD, Refused(exc.message, code=exc.code), obj=step, ip=ip,
                      details={"preparation": prep.id}) from None
     prep.completed_at = ctx.clock()
+    step.remote_note = None
     record_signature(session, ctx, rev, step, pdf, prep.cert_fingerprint, actor, ip=ip)
     return rev
 

@@ -57,3 +57,11 @@ def certify_revision(self: HsdtTask, revision_id: int) -> str:
 @shared_task(name="hsdt.service.finish_revision", base=HsdtTask, bind=True)
 def finish_revision(self: HsdtTask, revision_id: int) -> str:
     return _run("finish", revision_id)
+
+
+@shared_task(name="hsdt.service.poll_remote_approvals", base=HsdtTask, bind=True)
+def poll_remote_approvals(self: HsdtTask) -> dict[str, str]:
+    """The beat's job: ask the providers about batches whose poll is due (with backoff)."""
+    from hsdt.service.remote_signing import poll_due
+
+    return {k: v.value for k, v in poll_due(worker_context()).items()}

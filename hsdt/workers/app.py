@@ -105,17 +105,26 @@ def _config(s: WorkerSettings) -> dict[str, Any]:
 
 
 def beat_schedule(s: WorkerSettings) -> dict[str, dict[str, Any]]:
-    """The archive's scheduled jobs. Empty unless the archive's place is configured.
+    """The scheduled jobs: the archive's (when its place is configured) and the poll of
+    batches waiting for approval on a phone (when remote signing is configured).
 
     The fixity sweep is bounded (``limit``) and resumes from a cursor the archive keeps, so
     a sweep interrupted or overlapping with the next one re-checks at most one batch; the
     renewal job only finds what is due and sends one idempotent task per record.
     """
+    schedule: dict[str, dict[str, Any]] = {}
+    if s.remote_signing is not None:
+        schedule["hsdt-remote-approvals"] = {
+            "task": "hsdt.service.poll_remote_approvals",
+            "schedule": timedelta(seconds=s.remote_poll_interval),
+            "options": {"expires": s.remote_poll_interval},
+        }
     if s.archive_root is None:
-        return {}
+        return schedule
     common = {"archive_root": str(s.archive_root),
               "pki_dir": str(s.pki_dir) if s.pki_dir else None}
     return {
+        **schedule,
         "hsdt-fixity-sweep": {
             "task": "hsdt.fixity_sweep",
             "schedule": timedelta(seconds=s.fixity_interval),

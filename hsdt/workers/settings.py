@@ -77,6 +77,10 @@ class WorkerSettings:
     fixity_limit: int = 500
     renewal_interval: float = 86400.0
     renewal_margin_days: int = 730
+    remote_signing: Path | None = None
+    """``HSDT_REMOTE_SIGNING``: with providers configured, the beat polls batches waiting for
+    approval on teachers' phones every ``remote_poll_interval`` seconds."""
+    remote_poll_interval: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.queue or any(c.isspace() for c in self.queue):
@@ -151,6 +155,8 @@ class WorkerSettings:
             fixity_limit=int(num("HSDT_FIXITY_LIMIT", 500)),
             renewal_interval=num("HSDT_RENEWAL_INTERVAL", 86400.0),
             renewal_margin_days=int(num("HSDT_RENEWAL_MARGIN_DAYS", 730)),
+            remote_signing=path("HSDT_REMOTE_SIGNING"),
+            remote_poll_interval=num("HSDT_REMOTE_POLL_INTERVAL", 5.0),
         )
 
 

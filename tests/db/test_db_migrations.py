@@ -31,13 +31,13 @@ def _expected_triggers(dialect: str) -> set[str]:
 def test_upgrade_from_empty(empty_url: str) -> None:
     assert current(empty_url) is None
     upgrade(empty_url)
-    assert current(empty_url) == head() == "0002"
+    assert current(empty_url) == head() == "0003"
     engine = make_engine(empty_url)
     try:
         assert set(inspect(engine).get_table_names()) == set(Base.metadata.tables) | {"alembic_version"}
         assert _triggers(engine) == _expected_triggers(engine.dialect.name)
         upgrade(empty_url)  # already at head: nothing to do, nothing breaks
-        assert current(empty_url) == "0002"
+        assert current(empty_url) == "0003"
     finally:
         engine.dispose()
 
@@ -62,12 +62,12 @@ def test_downgrade_to_base_and_back(empty_url: str) -> None:
     finally:
         engine.dispose()
     upgrade(empty_url)
-    assert current(empty_url) == "0002"
+    assert current(empty_url) == "0003"
 
 
 def test_command_line(empty_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     main(["upgrade", "--url", empty_url])
-    assert capsys.readouterr().out.strip() == "0002"
+    assert capsys.readouterr().out.strip() == "0003"
 
 
 def test_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
