@@ -10,8 +10,9 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path, Request, Response
+from fastapi import BackgroundTasks, Depends, FastAPI, Path, Request, Response
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from hsdt.api import schemas
 from hsdt.db.models import OrgUnit, RoleAssignment, User
@@ -61,12 +62,14 @@ def add_remote_routes(router: FastAPI, ctx: ServiceContext, me_id: Callable[...,
         return _batch_out(remote_signing.approval_view(ctx, me, approval_id))
 
     @router.post(f"{API}/remote/callback/{{provider}}", tags=["Công khai"], status_code=204)
-    async def remote_callback(provider: Annotated[str, Path(max_length=64)], request: Request, ip: IP
-                              ) -> Response:
+    async def remote_callback(provider: Annotated[str, Path(max_length=64)], request: Request,
+                              background: BackgroundTasks, ip: IP) -> Response:
         body = await request.body()
-        from starlette.concurrency import run_in_threadpool
-
-        await run_in_threadpool(remote_signing.take_callback, ctx, provider, dict(request.headers), body, ip)
+        approval_id = await run_in_threadpool(remote_signing.accept_callback, ctx, provider,
+                                              dict(request.headers), body, ip)
+        # Answered at once; the batch is completed after the answer (or by the next poll,
+        # should this process stop first: the batch is due now in the database).
+        background.add_task(remote_signing.poll_approval, ctx, approval_id)
         return Response(status_code=204)
 
     @router.put(f"{API}/users/{{user_id}}/remote-accounts/{{provider}}", tags=TAGS, status_code=204)

@@ -511,30 +511,34 @@ def poll_due(ctx: ServiceContext, limit: int = 50) -> dict[str, ApprovalState]:
     return {i: poll_approval(ctx, i) for i in ids}
 
 
-def take_callback(ctx: ServiceContext, provider: str, headers: Mapping[str, str], body: bytes,
-                  ip: str | None = None) -> ApprovalState:
-    """A provider's callback: authenticate, refuse replays, then fetch the truth and act on it."""
+def accept_callback(ctx: ServiceContext, provider: str, headers: Mapping[str, str], body: bytes,
+                    ip: str | None = None) -> str:
+    """A provider's callback: authenticate it, refuse a replay, and return the batch it is about.
+
+    The caller then polls that batch (:func:`poll_approval`) — after answering the provider,
+    which should not wait while a class is being completed.
+    """
     _, remote = _approval_provider(ctx, provider)
-    try:
-        event = remote.parse_callback(headers, body, ctx.clock())
-    except CallbackRefused as exc:
-        raise refuse(f"provider:{provider}", "remote_callback",
-                     NotAuthentic(exc.message, code=exc.code), ip=ip) from None
-    with transaction(ctx.sessions) as session:
+    with transaction(ctx.sessions) as session:  # also where a refusal's audit entry is committed
+        try:
+            event = remote.parse_callback(headers, body, ctx.clock())
+        except CallbackRefused as exc:
+            raise refuse(f"provider:{provider}", "remote_callback", NotAuthentic(exc.message, code=exc.code),
+                         ip=ip) from None
         if session.get(CallbackReceipt, (provider, event.event_id)) is not None:
             raise refuse(f"provider:{provider}", "remote_callback", Conflict(
                 "Thông báo gọi lại này đã được nhận trước đó (gửi lại/phát lại); bỏ qua.",
-                code="callback_replayed"),
-                ip=ip, details={"event_id": event.event_id})
+                code="callback_replayed"), ip=ip, details={"event_id": event.event_id})
         row = session.get(RemoteApproval, event.transaction_id)
         if row is None or row.provider != provider:
             raise refuse(f"provider:{provider}", "remote_callback", NotFound(
                 "Thông báo gọi lại nói về một yêu cầu ký không có.", code="approval_unknown"),
                 ip=ip, details={"event_id": event.event_id, "transaction": event.transaction_id})
         session.add(CallbackReceipt(provider=provider, event_id=event.event_id, received_at=ctx.clock()))
+        row.next_poll_at = ctx.clock()  # due now, for whoever polls first
         audit.record(session, actor=f"provider:{provider}", action="remote_callback", obj=row, ip=ip,
                      details={"event_id": event.event_id, "status": event.state.value})
-    return poll_approval(ctx, event.transaction_id)
+    return event.transaction_id
 
 
 def link_account(ctx: ServiceContext, user_id: int, provider: str, account: str,
@@ -551,6 +555,6 @@ def link_account(ctx: ServiceContext, user_id: int, provider: str, account: str,
             row.account, row.credential_id = account, credential_id
 
 
-__all__ = ["BatchResult", "ItemResult", "link_account", "poll_approval", "poll_due", "sign_with_csc",
-           "submit_for_approval", "take_callback"]
+__all__ = ["BatchResult", "ItemResult", "accept_callback", "link_account", "poll_approval", "poll_due",
+           "sign_with_csc", "submit_for_approval"]
 
