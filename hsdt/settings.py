@@ -37,6 +37,10 @@
     its anchors, its TSA (unless ``HSDT_TSA_URL``) and its seal key on SoftHSM2.
   - ``HSDT_BROKER_URL`` set: rendering, certification and the final seal run on Celery
     workers instead of inside the request.
+  - ``HSDT_REMOTE_SIGNING``: the remote-signing providers' TOML file (CSC, phone approval;
+    :mod:`hsdt.signing.remote.providers`, ``docs/remote-signing.md``); secrets are in the
+    environment variables it names. ``HSDT_REMOTE_POLL_INTERVAL``: seconds between the
+    beat's polls of batches awaiting approval (default 5).
 - ``hsdt agent`` (the teacher's PC): ``HSDT_SERVER_URL`` (the API, e.g.
   ``https://hsdt.example.edu.vn``) and ``HSDT_PKCS11_LIB`` (the token's library).
 """

@@ -16,7 +16,8 @@ variable — not at the first request. The database is brought to the newest sch
   ``HSDT_SEAL_KEY_LABEL``, ``HSDT_SEAL_CHAIN`` (intermediates, PEM/DER), ``HSDT_PKCS11_LIB``,
   ``HSDT_PKCS11_PIN``;
 - ``HSDT_TEST_PKI_DIR`` (tests and demos only): the test PKI's anchors, TSA and seal key;
-- ``HSDT_BROKER_URL``: set, the heavy steps go to Celery workers (:mod:`hsdt.workers.settings`).
+- ``HSDT_BROKER_URL``: set, the heavy steps go to Celery workers (:mod:`hsdt.workers.settings`);
+- ``HSDT_REMOTE_SIGNING``: the remote-signing providers (:mod:`hsdt.signing.remote.providers`).
 """
 
 from __future__ import annotations

@@ -185,3 +185,12 @@ def test_worker_arguments_keep_what_the_operator_gives() -> None:
     argv = worker_argv(["-c", "3", "--queues=other", "-B"], "hsdt")
     assert argv.count("--concurrency") == 0 and "-c" in argv and "--queues=other" in argv
     assert "--queues" not in argv and "-B" in argv
+
+
+def test_beat_polls_phone_approvals_only_with_remote_signing() -> None:
+    assert "hsdt-remote-approvals" not in create_app(WorkerSettings()).conf.beat_schedule
+    app = create_app(WorkerSettings.from_env({"HSDT_REMOTE_SIGNING": "/etc/hsdt/remote.toml",
+                                              "HSDT_REMOTE_POLL_INTERVAL": "2.5"}))
+    poll = app.conf.beat_schedule["hsdt-remote-approvals"]
+    assert poll["task"] == "hsdt.service.poll_remote_approvals" and poll["schedule"].total_seconds() == 2.5
+    assert poll["task"] in app.tasks
