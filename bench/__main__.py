@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
 
         with tempfile.TemporaryDirectory(prefix="hsdt-bench-service-") as tmp:
             service_bench.run(Path(tmp), rep, students=10 if args.quick else args.students)
+        from bench import remote as remote_bench
+
+        with tempfile.TemporaryDirectory(prefix="hsdt-bench-remote-") as tmp:
+            remote_bench.run(Path(tmp), rep)
         if args.quick:
             rep.comment(f"--quick: class{args.students} run skipped")
         else:

@@ -1318,6 +1318,7 @@ def start_csc(tmp_dir: Path, credentials: Sequence[CredentialSpec], *, sad_ttl_s
         if s.status not in ("enabled", "disabled"):
             raise CscServerError(f"{s.credential_id}: status must be 'enabled' or 'disabled'")
 
+    Path(tmp_dir).mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="csc-", dir=tmp_dir))
     token_dir = workdir / "softhsm" / "tokens"
     token_dir.mkdir(parents=True)
