@@ -108,6 +108,13 @@ class _Prepared:
 # --------------------------------------------------------------------------------------------
 # Shared phases
 # --------------------------------------------------------------------------------------------
+def _config(ctx: ServiceContext, provider: str) -> CscProviderConfig | SmartCaProviderConfig:
+    try:
+        return ctx.remote.get(provider)
+    except RemoteSigningError as exc:
+        raise Refused(exc.message, code=exc.code) from None
+
+
 def _account(ctx: ServiceContext, actor_id: int, provider: str) -> RemoteAccount:
     with transaction(ctx.sessions) as session:
         row = session.scalars(select(RemoteAccount).where(RemoteAccount.user_id == actor_id,
@@ -193,7 +200,7 @@ def sign_with_csc(ctx: ServiceContext, actor_id: int, provider: str, *, pin: str
                   hashes_per_call: int = HASHES_PER_CALL,
                   client_factory: Callable[[CscProviderConfig], CscClient] | None = None) -> BatchResult:
     """Sign the teacher's waiting fields through a CSC provider with one PIN/OTP entry."""
-    cfg = ctx.remote.get(provider)
+    cfg = _config(ctx, provider)
     if not isinstance(cfg, CscProviderConfig):
         raise Refused(f"«{provider}» không phải nhà cung cấp CSC.", code="wrong_provider_kind")
     account = _account(ctx, actor_id, provider)
@@ -311,7 +318,7 @@ def _audit_batch(ctx: ServiceContext, actor_id: int, action: str, result: BatchR
 # Phone approval: asynchronous
 # --------------------------------------------------------------------------------------------
 def _approval_provider(ctx: ServiceContext, provider: str) -> tuple[SmartCaProviderConfig, ApprovalProvider]:
-    cfg = ctx.remote.get(provider)
+    cfg = _config(ctx, provider)
     if not isinstance(cfg, SmartCaProviderConfig):
         raise Refused(f"«{provider}» không phải nhà cung cấp ký duyệt trên điện thoại.",
                       code="wrong_provider_kind")
@@ -544,7 +551,7 @@ def accept_callback(ctx: ServiceContext, provider: str, headers: Mapping[str, st
 def link_account(ctx: ServiceContext, user_id: int, provider: str, account: str,
                  credential_id: str | None = None) -> None:
     """Record a person's provider account (the school administrator's job; provisioning)."""
-    ctx.remote.get(provider)
+    _config(ctx, provider)
     with transaction(ctx.sessions) as session:
         row = session.scalars(select(RemoteAccount).where(RemoteAccount.user_id == user_id,
                                                           RemoteAccount.provider == provider)).first()

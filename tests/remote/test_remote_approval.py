@@ -7,6 +7,7 @@ while the teacher has not yet answered; the callback is authenticated and replay
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -18,9 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
-from api.service_world import Service, serve_app
+from api.service_world import PASSWORD, Service, serve_app
 from sqlalchemy import select
 
+from hsdt.agent import ApiClient, open_file_key, sign_value
 from hsdt.api.app import create_app
 from hsdt.db.models import AuditEntry
 from hsdt.service.context import ServiceContext
@@ -38,7 +40,7 @@ from .remote_world import (
 )
 
 SP_PASSWORD_ENV, SECRET_ENV = "HSDT_TEST_SMARTCA_SP_PASSWORD", "HSDT_TEST_SMARTCA_CALLBACK_SECRET"
-TEACHERS = ("GV009", "GV010", "GV011")
+TEACHERS = ("GV009", "GV010", "GV011", "GV008")
 
 
 @dataclass
@@ -249,4 +251,41 @@ def test_forged_and_replayed_callbacks_are_refused(phone_world: PhoneWorld) -> N
     _wait_state(w, who, again["approval_id"], "completed")
     assert signed_count(w.svc, who) == STUDENTS
     assert len({st.id for st in teacher_steps(w.svc, who)}) == STUDENTS
+    assert_signed_and_intact(w.svc, who, w.tmp)
+
+
+def test_a_record_changed_since_the_batch_was_prepared_is_refused_not_signed_stale(
+        phone_world: PhoneWorld) -> None:
+    """GV008 sends the class to the phone; before the approval arrives, GV003 signs one of the
+    records on a token. That record's prepared signature would cut GV003's off: refused, the
+    39 others land, and the refused one is simply sent again."""
+    w, who = phone_world, "GV008"
+    w.phone.set_callback_url(None)
+    out = _submit(w, who)
+    target = out["items"][0]
+    with w.svc.client("GV003") as c:
+        theirs = [p for p in c.get("/api/v1/signatures/pending").json()
+                  if p["record_id"] == target["record_id"]]
+    assert theirs
+    ident = w.svc.pki.identity("GV003")
+    assert ident.p12_path is not None
+    key = open_file_key(ident.p12_path, testpki.SOFTWARE_P12_PASSPHRASE.decode())
+    api = ApiClient(w.svc.url)
+    try:
+        api.sign_in(w.svc.username("GV003"), PASSWORD)
+        prepared = api.prepare(theirs[0]["step_id"], key.cert, list(key.chain))
+        api.complete(prepared["id"], sign_value(key, base64.b64decode(prepared["to_be_signed"])))
+    finally:
+        api.close()
+        key.close()
+    w.phone.approve(out["approval_id"])
+    done = _wait_state(w, who, out["approval_id"], "completed")
+    assert done["signed"] == STUDENTS - 1 and done["failed"] == 1, done
+    refused = [i for i in done["items"] if i["outcome"] == "failed"]
+    assert refused[0]["record_id"] == target["record_id"] and "đã thay đổi" in (refused[0]["message"] or "")
+    again = _submit(w, who)
+    assert again["pending"] == 1
+    w.phone.approve(again["approval_id"])
+    _wait_state(w, who, again["approval_id"], "completed")
+    assert signed_count(w.svc, who) == STUDENTS
     assert_signed_and_intact(w.svc, who, w.tmp)

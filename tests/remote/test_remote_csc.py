@@ -65,7 +65,7 @@ def csc_world(world, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CscWo
             "mysign2": {"kind": "csc", "display_name": "CSC v2 (thử)", "base_url": csc.base_url,
                         "csc_version": 2, "timeout_s": 20},
         })
-        for who in ("GV004", "GV005", "GV006", "GV008"):
+        for who in ("GV004", "GV005", "GV006", "GV008", "GV002"):
             link(svc, who, "mysign", _account(who))
         link(svc, "GV007", "mysign2", _account("GV007"))
         # The revoked and the weak certificate are registered to GV008 (an administrator's
@@ -202,3 +202,33 @@ def test_csc_v2_and_an_expired_sad_is_authorised_again(csc_world: CscWorld) -> N
     assert any("expired" in str(e.get("error_description", "")).lower() or e.get("status") == 400
                for e in w.csc.calls("signatures/signHash")), w.csc.calls("signatures/signHash")
     assert_signed_and_intact(w.svc, "GV007", w.tmp)
+
+
+def test_the_plan_order_and_the_assignment_hold_as_for_a_token(csc_world: CscWorld) -> None:
+    """The homeroom teacher's fields open only after the subject teachers'; another teacher's
+    field is not anyone else's to sign. Asked for by id, both are refused and nothing is sent."""
+    w = csc_world
+    w.csc.reset()
+    homeroom = [st.id for st in teacher_steps(w.svc, "GV002") if st.field_name == "homeroom"][:3]
+    others = [st.id for st in teacher_steps(w.svc, "GV011")][:3]
+    assert homeroom and others
+    status, out = _sign(w, "GV002", step_ids=homeroom + others)
+    assert status == 200, out
+    assert out["signed"] == 0 and out["refused"] == 6, out
+    assert {i["code"] for i in out["items"]} == {"not_pending"}
+    assert _hash_calls(w) == []
+
+
+def test_only_the_school_administrator_links_accounts(csc_world: CscWorld) -> None:
+    w = csc_world
+    target = w.svc.user("GV010").id
+    body = {"account": "csc-gv010"}
+    with w.svc.client("GV003") as c:
+        assert c.put(f"/api/v1/users/{target}/remote-accounts/mysign", json=body).status_code == 403
+    with w.svc.client("qtht") as c:
+        assert c.put(f"/api/v1/users/{target}/remote-accounts/mysign", json=body).status_code == 204
+        unknown = c.put(f"/api/v1/users/{target}/remote-accounts/viettel", json=body)
+        assert unknown.status_code == 422 and "mysign" in unknown.json()["message"], unknown.text
+    with w.svc.client() as anon:
+        r = anon.post("/api/v1/signatures/remote/csc", json={"provider": "mysign", "pin": "1"})
+        assert r.status_code == 401
