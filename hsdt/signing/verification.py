@@ -19,6 +19,7 @@ from typing import Any, Literal
 import pikepdf
 from asn1crypto import crl, ocsp, x509
 from pikepdf.models.metadata import decode_pdf_date
+from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader
 from pyhanko.sign.diff_analysis import (
     DEFAULT_DIFF_POLICY,
@@ -40,7 +41,7 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.authority import AuthorityWithCert
 from pyhanko_certvalidator.path import ValidationPath
 
-from hsdt.domain.errors import HsdtError
+from hsdt.domain.errors import HsdtError, UnusableInput
 from hsdt.domain.plans import ResolvedPlan
 from hsdt.signing.bindings import CertificateBindings
 from hsdt.signing.keys import fingerprint
@@ -321,7 +322,11 @@ class Verifier:
 
     def verify(self, pdf: bytes) -> VerificationReport:
         state = read_record(pdf)
-        return asyncio.run(self._verify(state, pdf))
+        try:
+            return asyncio.run(self._verify(state, pdf))
+        except PdfReadError as exc:
+            # Objects are parsed when first read: a damaged one surfaces only here.
+            raise UnusableInput(f"Không đọc được tệp PDF (cấu trúc hỏng): {exc}") from exc
 
     async def _verify(self, state: RecordState, pdf: bytes) -> VerificationReport:
         problems: list[str] = []
