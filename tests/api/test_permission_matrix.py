@@ -48,7 +48,7 @@ from sqlalchemy import select
 
 from hsdt.agent import sign_value
 from hsdt.api.auth import TOKEN_TTL, token_digest
-from hsdt.db.models import OrgUnit, OrgUnitKind, SchoolClass
+from hsdt.db.models import ApprovalState, OrgUnit, OrgUnitKind, RemoteApproval, SchoolClass
 from hsdt.db.people import ApiToken, User
 from hsdt.domain.bundles import bundle_json
 from hsdt.domain.sample import sample_bundle
@@ -129,6 +129,10 @@ OWN = table("""
     archive_pdf           ok     ok     ok     ok     ok     ok     ok
     archive_report        ok     ok     ok     ok     ok     ok     ok
     verify                ok     ok     ok     ok     ok     ok     ok
+    remote_providers      ok     ok     ok     ok     ok     ok     ok
+    remote_csc            ok     ok     ok     ok     ok     ok     ok
+    remote_approval       404    404    404    404    404    ok     404
+    link_remote_account   ok     ok     ok     403    403    403    403
     ====================  =====  =====  =====  =====  =====  =====  ======
 """)
 
@@ -206,6 +210,10 @@ OTHER_DISTRICT = table("""
     archive_pdf           ok     404    404    404    404    404    404
     archive_report        ok     404    404    404    404    404    404
     verify                ok     ok     ok     ok     ok     ok     ok
+    remote_providers      ok     ok     ok     ok     ok     ok     ok
+    remote_csc            ok     ok     ok     ok     ok     ok     ok
+    remote_approval       404    404    404    404    404    404    404
+    link_remote_account   ok     404    404    404    404    404    404
     ====================  =====  =====  =====  =====  =====  =====  ======
 """)
 
@@ -249,6 +257,10 @@ OTHER_PROVINCE = table("""
     archive_pdf           404    404    404    404    404    404    404
     archive_report        404    404    404    404    404    404    404
     verify                ok     ok     ok     ok     ok     ok     ok
+    remote_providers      ok     ok     ok     ok     ok     ok     ok
+    remote_csc            ok     ok     ok     ok     ok     ok     ok
+    remote_approval       404    404    404    404    404    404    404
+    link_remote_account   404    404    404    404    404    404    404
     ====================  =====  =====  =====  =====  =====  =====  ======
 """)
 
@@ -301,6 +313,8 @@ class Targets:
     class_window_id: int
     preparation_id: str = ""
     archive_sha: str = ""
+    approval_id: str = ""  # a batch GV003 (school A) sent to their phone
+    user_id: int = 0  # GV003 of school A: whose provider account is linked
 
 
 @dataclass
@@ -479,6 +493,15 @@ def matrix(world, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
                         200, json={"certificate": base64.b64encode(key.cert.dump()).decode(),
                                    "chain": [base64.b64encode(c.dump()).decode() for c in key.chain]})
         m.targets["home"].preparation_id = prepared["id"]
+        with svc.sessions() as s, s.begin():
+            gv003 = s.scalars(select(User.id).where(User.username == m.accounts["A"]["GV003"])).one()
+            now = datetime.now(UTC)
+            s.add(RemoteApproval(id="a" * 32, provider="matrix", user_id=gv003, account="0790",
+                                 cert_fingerprint="0" * 64, state=ApprovalState.PENDING, created_at=now,
+                                 expires_at=now + timedelta(days=1), next_poll_at=now + timedelta(days=1),
+                                 poll_attempts=0))
+        for t in m.targets.values():
+            t.approval_id, t.user_id = "a" * 32, gv003
         yield m
     svc.ctx.close()
 
@@ -556,6 +579,14 @@ REQUESTS: dict[str, Callable[[Matrix, Targets], Req]] = {
     "archive_report": lambda m, t: Req("GET", f"{API}/archive/records/{t.archive_sha}/report"),
     "verify": lambda m, t: Req("POST", f"{API}/verify", content=b"not a PDF",
                                headers={"Content-Type": "application/pdf"}),
+    # Remote batches act only on the caller's own waiting fields (each field's scope is checked
+    # as it is prepared; tests/remote): with no provider account the answer is 422 for anyone.
+    "remote_providers": lambda m, t: Req("GET", f"{API}/remote/providers"),
+    "remote_csc": lambda m, t: Req("POST", f"{API}/signatures/remote/csc",
+                                   json={"provider": "matrix", "pin": "0000", "step_ids": [t.steps["TOAN"]]}),
+    "remote_approval": lambda m, t: Req("GET", f"{API}/signatures/remote/approvals/{t.approval_id}"),
+    "link_remote_account": lambda m, t: Req("PUT", f"{API}/users/{t.user_id}/remote-accounts/matrix",
+                                            json={"account": "079000000001"}),
 }
 
 FORBIDDEN_CODES = {"role_lacks_action", "outside_assignment"}
