@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,18 @@ class ApiClient:
     def pending(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/api/v1/signatures/pending"))
 
+    def providers(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/v1/remote/providers"))
+
+    def remote_csc(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("POST", "/api/v1/signatures/remote/csc", json=body))
+
+    def remote_submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("POST", "/api/v1/signatures/remote/approvals", json=body))
+
+    def remote_batch(self, approval_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/api/v1/signatures/remote/approvals/{approval_id}"))
+
     def prepare(self, step_id: int, cert: x509.Certificate, chain: list[x509.Certificate]) -> dict[str, Any]:
         return dict(self._call("POST", f"/api/v1/signatures/{step_id}/prepare", json={
             "certificate": base64.b64encode(cert.dump()).decode(),
@@ -111,6 +124,49 @@ class ApiClient:
     def complete(self, preparation_id: str, value: bytes) -> dict[str, Any]:
         return dict(self._call("POST", f"/api/v1/signatures/preparations/{preparation_id}/complete",
                                json={"signature_value": base64.b64encode(value).decode()}))
+
+
+def provider_named(client: ApiClient, name: str) -> dict[str, Any]:
+    """The provider the school configured under ``name``, or a refusal listing the others."""
+    providers = client.providers()
+    for p in providers:
+        if p["name"] == name:
+            return p
+    known = ", ".join(p["name"] for p in providers) or "máy chủ chưa cấu hình nhà cung cấp nào"
+    raise AgentError(f"Không có nhà cung cấp ký từ xa «{name}» (có: {known}).", code="unknown_provider")
+
+
+def sign_remote_csc(client: ApiClient, provider: dict[str, Any], step_ids: list[int], *,
+                    ask: Callable[[str, str], str]) -> dict[str, Any]:
+    """The whole batch through a CSC provider: one PIN (and OTP when the key asks for one)."""
+    body: dict[str, Any] = {"provider": provider["name"], "step_ids": step_ids}
+    if provider.get("needs_password"):
+        body["password"] = ask(f"Mật khẩu tài khoản {provider['display_name']}",
+                               "mật khẩu tài khoản ký từ xa")
+    body["pin"] = ask(f"Mã PIN ký số {provider['display_name']}", "mã PIN")
+    try:
+        return client.remote_csc(body)
+    except AgentError as exc:
+        if exc.code != "invalid_otp" or "otp" in body:
+            raise
+    body["otp"] = ask("Mã OTP", "mã OTP")
+    return client.remote_csc(body)
+
+
+def sign_remote_approval(client: ApiClient, provider: dict[str, Any], step_ids: list[int], *,
+                         on_sent: Callable[[dict[str, Any]], None], poll_s: float = 2.0,
+                         timeout_s: float = 1800.0, sleep: Callable[[float], None] = time.sleep
+                         ) -> dict[str, Any]:
+    """Send the batch to the teacher's phone and wait (asking the server) for the answer."""
+    batch = client.remote_submit({"provider": provider["name"], "step_ids": step_ids})
+    if batch.get("approval_state") != "pending":
+        return batch
+    on_sent(batch)
+    deadline = time.monotonic() + timeout_s
+    while batch.get("approval_state") == "pending" and time.monotonic() < deadline:
+        sleep(poll_s)
+        batch = client.remote_batch(str(batch["approval_id"]))
+    return batch
 
 
 def sign_value(key: SigningKey, to_be_signed: bytes) -> bytes:

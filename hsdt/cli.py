@@ -588,13 +588,18 @@ def agent(server: Annotated[str, typer.Option(envvar="HSDT_SERVER_URL",
           p12: Annotated[Path | None, typer.Option(help="Tệp PKCS#12 (khoá phần mềm) thay cho token")] = None,
           pin_stdin: Annotated[bool, typer.Option(
               "--pin-stdin", help="Đọc mã PIN (hoặc mật khẩu tệp PKCS#12) từ stdin, sau mật khẩu")] = False,
-          yes: Annotated[bool, typer.Option("--yes", "-y", help="Không hỏi xác nhận")] = False) -> None:
+          yes: Annotated[bool, typer.Option("--yes", "-y", help="Không hỏi xác nhận")] = False,
+          provider: Annotated[str | None, typer.Option(
+              help="Ký qua nhà cung cấp ký số từ xa (tên nhà trường cấu hình, ví dụ mysign, smartca) "
+                   "thay cho token")] = None) -> None:
     """Ký mọi ô đang chờ bạn trên máy chủ: xem danh sách, xác nhận, nhập PIN một lần. Mã thoát 1 nếu có lỗi.
 
-    Khoá bí mật không rời token; máy chủ không bao giờ thấy mã PIN.
+    Khoá bí mật không rời token (hay dịch vụ ký từ xa); máy chủ HSĐT không lưu mã PIN.
     """
+    if provider is not None:
+        _agent_remote(server, user, provider, password_stdin=password_stdin, pin_stdin=pin_stdin, yes=yes)
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-    from rich.table import Table
 
     from hsdt.agent import ApiClient, open_file_key, open_token_key, read_certificates, run_agent
     from hsdt.domain.errors import SigningRefused
@@ -628,13 +633,7 @@ def agent(server: Annotated[str, typer.Option(envvar="HSDT_SERVER_URL",
 
     def confirm(items: list[dict[str, object]]) -> bool:
         progress.stop()
-        table = Table(title=f"{len(items)} ô chữ ký đang chờ bạn")
-        for col in ("Hồ sơ", "Mã học sinh", "Lớp", "Ô ký"):
-            table.add_column(col)
-        for it in items:
-            table.add_row(str(it["record_id"]), str(it["student_code"]), str(it.get("class_name", "")),
-                          str(it["field_name"]))
-        console.print(table)
+        console.print(_pending_table(items))
         asked.append(True)
         if not yes and not typer.confirm(f"Ký {len(items)} ô này?", default=False):
             return False
@@ -680,6 +679,78 @@ def agent(server: Annotated[str, typer.Option(envvar="HSDT_SERVER_URL",
     summary += f", {len(result.failed)} ô không ký được." if result.failed else ", không có lỗi."
     console.print(summary, style="red" if result.failed else "green", highlight=False)
     raise typer.Exit(1 if result.failed else 0)
+
+
+def _pending_table(items: list[dict[str, object]]) -> object:
+    from rich.table import Table
+
+    table = Table(title=f"{len(items)} ô chữ ký đang chờ bạn")
+    for col in ("Hồ sơ", "Mã học sinh", "Lớp", "Ô ký"):
+        table.add_column(col)
+    for it in items:
+        table.add_row(str(it["record_id"]), str(it["student_code"]), str(it.get("class_name", "")),
+                      str(it["field_name"]))
+    return table
+
+
+def _agent_remote(server: str, user: str, provider: str, *, password_stdin: bool, pin_stdin: bool,
+                  yes: bool) -> None:
+    """``hsdt agent --provider``: the class through a remote-signing service, one approval."""
+    from datetime import datetime
+
+    from hsdt.agent import ApiClient, provider_named, sign_remote_approval, sign_remote_csc
+    from hsdt.signing.appearance import VN_TZ
+
+    try:
+        password = _secret("Mật khẩu", password_stdin, "mật khẩu")
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    client = ApiClient(server, timeout=300)
+    try:
+        full_name = client.sign_in(user, password)
+        console.print(f"Đã đăng nhập: {full_name}", highlight=False)
+        prov = provider_named(client, provider)
+        items = [p for p in client.pending() if not p.get("awaiting_approval_until")]
+        if not items:
+            console.print("Không có ô chữ ký nào đang chờ bạn.")
+            return
+        console.print(_pending_table(items))
+        for it in items:
+            if it.get("remote_note"):
+                err.print(f"[yellow]![/] {escape(str(it['record_id']))}: lần trước chưa ký được — "
+                          f"{escape(str(it['remote_note']))}", highlight=False)
+        if not yes and not typer.confirm(f"Ký {len(items)} ô này qua {prov['display_name']}?", default=False):
+            console.print("Đã huỷ: không ký ô nào.")
+            return
+        ids = [int(it["step_id"]) for it in items]
+        if prov["kind"] == "csc":
+            out = sign_remote_csc(client, prov, ids,
+                                  ask=lambda prompt, what: _secret(prompt, pin_stdin, what))
+        else:
+            def sent(batch: dict[str, object]) -> None:
+                until = batch.get("expires_at")
+                when = (datetime.fromisoformat(str(until)).astimezone(VN_TZ).strftime(" (trước %H:%M)")
+                        if until else "")
+                console.print(f"Đã gửi {batch['pending']} ô chữ ký sang {prov['display_name']}. Hãy mở ứng "
+                              f"dụng trên điện thoại và xác nhận{when}; đang chờ…", highlight=False)
+
+            out = sign_remote_approval(client, prov, ids, on_sent=sent)
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    finally:
+        client.close()
+    not_signed = [i for i in out["items"] if i["outcome"] != "signed"]
+    for it in not_signed:
+        err.print(f"[red]✗[/] {escape(str(it['record_id']))}/{escape(str(it['field_name']))}: "
+                  f"{escape(str(it['message'] or it['code']))}", highlight=False)
+    if out.get("approval_state") in ("rejected", "expired"):
+        console.print("Không có gì được ký: " + ("bạn đã từ chối trên điện thoại."
+                      if out["approval_state"] == "rejected" else "hết thời gian chờ xác nhận."),
+                      style="red", highlight=False)
+    summary = f"Đã ký {out['signed']} ô chữ ký qua {prov['display_name']}"
+    summary += f", {len(not_signed)} ô chưa ký được." if not_signed else ", không có lỗi."
+    console.print(summary, style="red" if not_signed else "green", highlight=False)
+    raise typer.Exit(1 if not_signed else 0)
 
 
 def main() -> None:  # pragma: no cover

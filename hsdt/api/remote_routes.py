@@ -41,7 +41,8 @@ def add_remote_routes(router: FastAPI, ctx: ServiceContext, me_id: Callable[...,
 
     @router.get(f"{API}/remote/providers", tags=TAGS, response_model=list[schemas.ProviderOut])
     def remote_providers(me: MeId) -> Any:
-        return [schemas.ProviderOut(name=n, kind=c.kind, display_name=c.display_name)
+        return [schemas.ProviderOut(name=n, kind=c.kind, display_name=c.display_name,
+                                    needs_password=getattr(c, "auth", None) == "basic")
                 for n, c in sorted(ctx.remote.providers.items())]
 
     @router.post(f"{API}/signatures/remote/csc", tags=TAGS, response_model=schemas.RemoteBatchOut)

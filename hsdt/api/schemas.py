@@ -163,6 +163,7 @@ class ProviderOut(BaseModel):
     name: str
     kind: str = Field(description="csc (ký qua CSC API) hoặc smartca (xác nhận trên điện thoại)")
     display_name: str
+    needs_password: bool = Field(description="Giáo viên nhập mật khẩu tài khoản của mình tại nhà cung cấp")
 
 
 class RemoteBatchIn(_In):

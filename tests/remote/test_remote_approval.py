@@ -11,6 +11,9 @@ import base64
 import contextlib
 import json
 import os
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,7 +43,7 @@ from .remote_world import (
 )
 
 SP_PASSWORD_ENV, SECRET_ENV = "HSDT_TEST_SMARTCA_SP_PASSWORD", "HSDT_TEST_SMARTCA_CALLBACK_SECRET"
-TEACHERS = ("GV009", "GV010", "GV011", "GV008")
+TEACHERS = ("GV009", "GV010", "GV011", "GV008", "GV007")
 
 
 @dataclass
@@ -289,3 +292,31 @@ def test_a_record_changed_since_the_batch_was_prepared_is_refused_not_signed_sta
     _wait_state(w, who, again["approval_id"], "completed")
     assert signed_count(w.svc, who) == STUDENTS
     assert_signed_and_intact(w.svc, who, w.tmp)
+
+
+def test_the_agent_waits_for_the_phone_and_reports(phone_world: PhoneWorld) -> None:
+    """``hsdt agent --provider smartca``: it sends the class, says to confirm on the phone and
+    waits; the teacher confirms; the agent reports the class signed."""
+    w, who = phone_world, "GV007"
+    w.phone.set_callback_url(w.callback_url())
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "hsdt.cli", "agent", "--server", w.svc.url, "--user", w.svc.username(who),
+         "--password-stdin", "--provider", "smartca", "--yes"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"})
+    answer: list[tuple[str, str]] = []
+    talk = threading.Thread(target=lambda: answer.append(agent.communicate(f"{PASSWORD}\n", timeout=300)))
+    talk.start()
+    deadline = time.monotonic() + 120
+    pending = []
+    while not pending and time.monotonic() < deadline:
+        pending = [t for t in w.phone.transactions() if t["status"] == "pending"]
+        time.sleep(0.2)
+    assert len(pending) == 1 and len(pending[0]["sign_files"]) == STUDENTS
+    w.phone.approve(pending[0]["transaction_id"])
+    talk.join(timeout=310)
+    out, errs = answer[0]
+    assert agent.returncode == 0, out + errs
+    assert "Hãy mở ứng dụng trên điện thoại và xác nhận" in out
+    assert f"Đã ký {STUDENTS} ô chữ ký qua VNPT SmartCA (thử), không có lỗi." in out
+    assert signed_count(w.svc, who) == STUDENTS

@@ -7,11 +7,15 @@ records are checked by our verifier and by poppler's ``pdfsig``.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from api.service_world import PASSWORD as SERVICE_PASSWORD
 from api.service_world import Service, serve_app
 
 from hsdt.signing import testpki
@@ -50,7 +54,7 @@ def csc_world(world, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CscWo
     creds = [CredentialSpec.from_identity(pki.identity(who), credential_id=f"{who}-key",
                                           user_id=_account(who), password=PASSWORD, pin=PIN,
                                           otp=OTP if who == "GV005" else None)
-             for who in ("GV004", "GV005", "GV006", "GV007", "GV008")]
+             for who in ("GV004", "GV005", "GV006", "GV007", "GV008", "GV010")]
     # GV008's account also holds: somebody else's certificate, a revoked one, a weak one.
     creds += [CredentialSpec.from_identity(pki.identity("GV009"), credential_id="GV008-foreign",
                                            user_id=_account("GV008"), password=PASSWORD, pin=PIN),
@@ -65,7 +69,7 @@ def csc_world(world, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CscWo
             "mysign2": {"kind": "csc", "display_name": "CSC v2 (thử)", "base_url": csc.base_url,
                         "csc_version": 2, "timeout_s": 20},
         })
-        for who in ("GV004", "GV005", "GV006", "GV008", "GV002"):
+        for who in ("GV004", "GV005", "GV006", "GV008", "GV002", "GV010"):
             link(svc, who, "mysign", _account(who))
         link(svc, "GV007", "mysign2", _account("GV007"))
         # The revoked and the weak certificate are registered to GV008 (an administrator's
@@ -232,3 +236,25 @@ def test_only_the_school_administrator_links_accounts(csc_world: CscWorld) -> No
     with w.svc.client() as anon:
         r = anon.post("/api/v1/signatures/remote/csc", json={"provider": "mysign", "pin": "1"})
         assert r.status_code == 401
+
+
+def test_the_agent_signs_the_class_through_csc_with_one_pin(csc_world: CscWorld) -> None:
+    """``hsdt agent --provider mysign``: the HSĐT password, the provider password, the PIN —
+    each once — and the class is signed; nothing is left for the teacher."""
+    w = csc_world
+    w.csc.reset()
+    run = subprocess.run(
+        [sys.executable, "-m", "hsdt.cli", "agent", "--server", w.svc.url, "--user", w.svc.username("GV010"),
+         "--password-stdin", "--pin-stdin", "--provider", "mysign", "--yes"],
+        input=f"{SERVICE_PASSWORD}\n{PASSWORD}\n{PIN}\n", capture_output=True, text=True, timeout=300,
+        env={**os.environ, "COLUMNS": "200"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"Đã ký {STUDENTS} ô chữ ký qua Viettel MySign (thử), không có lỗi." in run.stdout
+    assert len(w.csc.calls("credentials/authorize")) == 1
+    assert signed_count(w.svc, "GV010") == STUDENTS
+    again = subprocess.run(
+        [sys.executable, "-m", "hsdt.cli", "agent", "--server", w.svc.url, "--user", w.svc.username("GV010"),
+         "--password-stdin", "--provider", "nosuch", "--yes"],
+        input=f"{SERVICE_PASSWORD}\n", capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "Không có nhà cung cấp ký từ xa «nosuch» (có: mysign, mysign2)" in (
+        again.stderr.replace("\n", " ")), again.stderr
