@@ -13,9 +13,10 @@ import pytest
 from conftest import World
 from test_s3_store import _raw_client, s3_env  # noqa: F401 — session fixtures shared with the store tests
 
-from hsdt.archive.audit import audit_log
+from hsdt.archive.audit import audit_log, fixity_audit
 from hsdt.archive.ingest import Archive
 from hsdt.archive.s3 import S3ObjectLockStore, S3Settings
+from hsdt.workflow import render
 
 
 @pytest.fixture
@@ -47,6 +48,28 @@ def test_ingest_get_and_audit_on_radosgw(world: World, sealed: bytes,
                    ContentMD5=b64encode(hashlib.md5(forged).digest()).decode())
     assert archive.get(entry) == sealed  # the archived version is still what we serve
     assert {f.code for f in audit_log(archive)} == {"object_outside_log"}
+
+
+def test_batch_ingest_on_radosgw(world: World, sealed: bytes, s3_archive: tuple[Archive, Any, str]) -> None:
+    """A batch: every stored record locked COMPLIANCE, the refused one nowhere, all audited clean."""
+    archive, raw, bucket = s3_archive
+    renewed = world.signer.renew(sealed)
+    out = archive.ingest_many([sealed, render(world.records[3]), renewed])
+    assert [o.ok for o in out] == [True, False, True]
+    assert out[1].error is not None and out[1].error.code == "ingest_refused"
+    assert archive.log.size == 2 and [e.revision for e in archive.entries()] == [1, 2]
+    for o in (out[0], out[2]):
+        assert o.entry is not None
+        for key, version in ((o.entry.key, o.entry.version_id), (o.entry.report_key, None)):
+            args = {"VersionId": version} if version else {}
+            head = raw.head_object(Bucket=bucket, Key=key, **args)
+            assert head["ObjectLockMode"] == "COMPLIANCE"
+            assert head["ObjectLockRetainUntilDate"] >= datetime.now(UTC) + timedelta(minutes=9)
+    listed = raw.list_object_versions(Bucket=bucket, Prefix="records/")["Versions"]
+    assert sorted(v["VersionId"] for v in listed) == sorted(e.version_id for e in archive.entries())
+    assert audit_log(archive) == []
+    run = fixity_audit(archive)
+    assert run.checked == 2 and not run.failures and run.completed_sweep
 
 
 def test_cli_on_s3_backend(world: World, sealed: bytes, s3_env: dict[str, str],  # noqa: F811

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -12,9 +13,12 @@ from pathlib import Path
 import pytest
 from conftest import World
 
+from hsdt.archive import audit
 from hsdt.archive.audit import audit_log, fixity_audit
 from hsdt.archive.ingest import Archive
 from hsdt.archive.store import LocalWormStore
+from hsdt.domain.canonical import sha256_hex
+from hsdt.domain.errors import ArchiveError
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +117,48 @@ def test_fixity_sweep_resumes_and_records_events(world: World, two_sealed: list[
         == "failure"
 
 
+def test_object_and_its_recorded_digest_replaced_together(world: World, two_sealed: list[bytes],
+                                                         tmp_path: Path) -> None:
+    # An intruder who rewrites the object *and* the store's own record of its digest passes
+    # the store's check; the sweep reads each object once and hashes it once, so that one
+    # hash must also be held against the log's digest.
+    archive = _fresh(world, tmp_path, two_sealed)
+    entry = archive.entries()[0]
+    _object_path(archive, 0).write_bytes(two_sealed[1])
+    meta = _object_path(archive, 0).with_name(_object_path(archive, 0).name + ".meta.json")
+    meta.chmod(0o644)
+    recorded = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**recorded, "sha256": sha256_hex(two_sealed[1]),
+                                "size": len(two_sealed[1])}))
+    assert archive.store.get(entry.key) == two_sealed[1]  # the store alone is fooled
+    run = fixity_audit(archive)
+    assert [f.code for f in run.failures] == ["object_altered"]
+    assert [f.code for f in audit_log(archive)] == ["object_altered"]
+    with pytest.raises(ArchiveError) as info:
+        archive.get(entry)
+    assert info.value.code == "fixity_failed"
+
+
+def test_fixity_sweep_over_several_batches(world: World, two_sealed: list[bytes], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # Batches of one: each batch's events commit while the next batch is read.
+    monkeypatch.setattr(audit, "_BATCH", 1)
+    archive = _fresh(world, tmp_path, two_sealed)
+    bad = _object_path(archive, 1)
+    bad.write_bytes(b"%PDF-1.7 not the record")
+    run = fixity_audit(archive, readers=2)
+    assert run.checked == 2 and run.completed_sweep
+    assert [f.log_index for f in run.failures] == [1]
+    events = archive.index.events(type_="fixity check")
+    assert [(e.sha256, e.outcome) for e in events] == [(e.sha256, o) for e, o in
+                                                        zip(archive.entries(), ["success", "failure"],
+                                                            strict=True)]
+    assert archive.index.get_state("fixity_cursor") == "-1"  # a finished sweep starts over
+    first = fixity_audit(archive, limit=1, readers=1)
+    assert first.checked == 1 and not first.completed_sweep
+    assert archive.index.get_state("fixity_cursor") == "0"
+
+
 _CRASH = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
@@ -121,35 +167,48 @@ _CRASH = textwrap.dedent("""
     from hsdt.signing import testpki
     from hsdt.signing.bindings import CertificateBindings
     from hsdt.signing.verification import Verifier
-    root, pki_dir, pdf, point = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+    root, pki_dir, point = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[4]
+    pdfs = [Path(p).read_bytes() for p in sys.argv[3].split(os.pathsep)]
     pki = testpki.load(pki_dir)
     die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
     if point == "after_store":
-        ingest.TransparencyLog.append = die
+        ingest.TransparencyLog.extend = die  # every append goes through extend
     else:
-        ingest.Archive._index_event = die
+        ingest.Archive._index_events = die
     archive = ingest.Archive(LocalWormStore(root), root,
                              Verifier(pki.trust_roots(), CertificateBindings(pki.bindings()), online=False))
-    archive.ingest(pdf.read_bytes())
+    if len(pdfs) == 1:
+        archive.ingest(pdfs[0])
+    else:
+        archive.ingest_many(pdfs)
 """)
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["one", "batch"])
 @pytest.mark.parametrize("point", ["after_store", "after_log"])
-def test_killed_ingest_is_completed_by_the_next_run(world: World, sealed: bytes, tmp_path: Path,
-                                                    point: str) -> None:
-    pdf = tmp_path / "record.pdf"
-    pdf.write_bytes(sealed)
+def test_killed_ingest_is_completed_by_the_next_run(world: World, sealed: bytes, two_sealed: list[bytes],
+                                                    tmp_path: Path, point: str, batch: bool) -> None:
+    pdfs = two_sealed if batch else [sealed]
+    paths = []
+    for i, data in enumerate(pdfs):
+        paths.append(tmp_path / f"record{i}.pdf")
+        paths[-1].write_bytes(data)
     root = tmp_path / "archive"
-    run = subprocess.run([sys.executable, "-c", _CRASH, str(root), str(world.pki.workdir), str(pdf),
-                          point], capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-c", _CRASH, str(root), str(world.pki.workdir),
+                          os.pathsep.join(map(str, paths)), point], capture_output=True, text=True,
+                         timeout=120)
     assert run.returncode == -9, run.stderr  # really killed
     stored = list((root / "objects" / "records").rglob("*.pdf"))
-    assert len(stored) == 1
+    assert len(stored) == len(pdfs)
     archive = Archive(LocalWormStore(root), root, world.verifier(online=False))
-    entry, _ = archive.ingest(sealed)  # the next run
-    assert len(archive.entries()) == 1 and archive.log.size == 1
-    assert archive.get(entry) == sealed
-    assert len(list((root / "objects" / "records").rglob("*.pdf"))) == 1
+    if point == "after_log":  # the log had them: indexed on open, before any retry
+        assert [e.sha256 for e in archive.entries()] == [sha256_hex(p) for p in pdfs]
+    outcomes = archive.ingest_many(pdfs)  # the next run
+    assert all(o.ok for o in outcomes)
+    assert len(archive.entries()) == len(pdfs) and archive.log.size == len(pdfs)
+    for o, data in zip(outcomes, pdfs, strict=True):
+        assert o.entry is not None and archive.get(o.entry) == data
+    assert len(list((root / "objects" / "records").rglob("*.pdf"))) == len(pdfs)
     assert audit_log(archive) == []
     os.sync()
 

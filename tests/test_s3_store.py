@@ -18,8 +18,10 @@ import hashlib
 import os
 import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -165,6 +167,38 @@ def test_round_trip_with_sha256(store: S3ObjectLockStore, raw: Any, bucket: str)
     with pytest.raises(ArchiveError) as err:
         store.get("records/test/absent.pdf")
     assert err.value.code == "not_found"
+
+
+def test_get_checks_the_callers_digest_too(store: S3ObjectLockStore, raw: Any, bucket: str) -> None:
+    # A version written around the store with a digest of its own passes the store's check;
+    # the index's digest, passed in, is checked by the same (single) hash.
+    key, data = new_key(), b"%PDF genuine"
+    stored = store.put_locked(key, data, retain_until=soon())
+    assert store.get(key, stored.version_id, sha256=stored.sha256) == data
+    forged = b"%PDF forged"
+    vid = raw.put_object(Bucket=bucket, Key=key, Body=forged,
+                         Metadata={"hsdt-sha256": hashlib.sha256(forged).hexdigest()})["VersionId"]
+    assert store.get(key, vid) == forged  # consistent with itself...
+    with pytest.raises(ArchiveError) as err:
+        store.get(key, vid, sha256=stored.sha256)  # ...but not what the index holds
+    assert err.value.code == "fixity_failed"
+    local = LocalWormStore(Path(tempfile.mkdtemp()))
+    local.put_locked("records/a.pdf", data, retain_until=soon())
+    with pytest.raises(ArchiveError) as err:
+        local.get("records/a.pdf", sha256=hashlib.sha256(forged).hexdigest())
+    assert err.value.code == "fixity_failed"
+
+
+def test_concurrent_uploads_on_one_client(store: S3ObjectLockStore, raw: Any, bucket: str) -> None:
+    # The archive uploads a batch from a few threads sharing the store's boto3 client.
+    items = [(new_key(), os.urandom(2048)) for _ in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        stored = list(pool.map(lambda kv: store.put_locked(kv[0], kv[1], retain_until=soon()), items))
+    for (key, data), s in zip(items, stored, strict=True):
+        assert s.key == key and s.sha256 == hashlib.sha256(data).hexdigest()
+        head = raw.head_object(Bucket=bucket, Key=key, VersionId=s.version_id)
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        assert store.get(key, s.version_id, sha256=s.sha256) == data
 
 
 def test_redelivery_is_idempotent_and_overwrite_refused(store: S3ObjectLockStore) -> None:

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_student ON records(student_code);
 CREATE INDEX IF NOT EXISTS records_school_year ON records(school_code, school_year);
+-- every ingest counts the record's earlier revisions: without this, a table scan each time
+CREATE INDEX IF NOT EXISTS records_record_id ON records(record_id);
 CREATE TABLE IF NOT EXISTS events (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     sha256      TEXT NOT NULL,
@@ -143,6 +145,31 @@ class ArchiveIndex:
 
     def all(self) -> list[ArchiveEntry]:
         return self._select("ORDER BY log_index", ())
+
+    def after(self, log_index: int, limit: int | None = None) -> list[ArchiveEntry]:
+        """Entries logged after ``log_index``, in log order, at most ``limit`` of them: what a
+        resumed fixity sweep needs, without reading the whole index every run."""
+        if limit is None:
+            return self._select("WHERE log_index > ? ORDER BY log_index", (log_index,))
+        return self._select("WHERE log_index > ? ORDER BY log_index LIMIT ?", (log_index, limit))
+
+    def log_indexes(self) -> list[int]:
+        """Every entry's log index, in log order (integers only: cheap to sample from)."""
+        return [row[0] for row in self._db.execute("SELECT log_index FROM records ORDER BY log_index")]
+
+    def by_log_indexes(self, wanted: list[int]) -> list[ArchiveEntry]:
+        """The entries at these log indexes, in the order asked (unknown indexes left out)."""
+        found: dict[int, ArchiveEntry] = {}
+        for start in range(0, len(wanted), 500):  # well under SQLite's limit on bound variables
+            chunk = wanted[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            found.update((e.log_index, e) for e in self._select(f"WHERE log_index IN ({marks})",
+                                                                tuple(chunk)))
+        return [found[i] for i in wanted if i in found]
+
+    def last_log_index(self) -> int | None:
+        row = self._db.execute("SELECT MAX(log_index) FROM records").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def _select(self, clause: str, args: tuple[object, ...]) -> list[ArchiveEntry]:
         cur = self._db.execute(f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM records {clause}", args)

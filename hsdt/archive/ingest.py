@@ -1,8 +1,9 @@
 """The archive service: verify, store write-once, log, index — in an order that survives a crash.
 
 1. the record must verify against its plan (nothing unverified enters the archive);
-2. the PDF goes to the object store under its content address (write-once; the same bytes
-   again are a no-op, so a redelivered task or a re-run stores nothing twice);
+2. its verification report, then the PDF, go to the object store under content addresses
+   (write-once; the same bytes again are a no-op, so a redelivered task or a re-run stores
+   nothing twice);
 3. the event is appended to the transparency log (durable before we go on);
 4. the index row and a PREMIS-style event commit in one SQLite transaction.
 
@@ -10,13 +11,23 @@ A crash after 2 leaves an object the next ingest of the same record adopts; a cr
 3 leaves a log event that :meth:`Archive.recover` turns into its index row. Neither leaves
 a duplicate or loses a record. The index is a finding aid; the store and the log are the
 evidence, and `hsdt audit log` checks the three against each other.
+
+:meth:`Archive.ingest_many` takes a batch (a class's records) through the same steps: each
+record is verified in turn while the records verified before it upload on a few threads
+(verification is CPU, uploads are round trips to the store, so they overlap), then every
+record that stored cleanly is logged by one append (one set of fsyncs) and indexed in one
+transaction. A record refused or failing to store is reported on its own and is not logged;
+the others go in. :meth:`Archive.ingest` is a batch of one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
-from dataclasses import asdict, replace
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hsdt.archive.index import ArchiveEntry, ArchiveIndex
 from hsdt.archive.public import PublicAnswer, public_answer
-from hsdt.archive.store import ObjectStore
+from hsdt.archive.store import ObjectStore, StoredObject
 from hsdt.archive.tlog import TransparencyLog
 from hsdt.domain.canonical import canonical_json, sha256_hex
 from hsdt.domain.errors import ArchiveError, HsdtError
@@ -35,6 +46,10 @@ from hsdt.signing.verification import ArchiveEvidence, FixityCheck, Verification
 
 PERMANENT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 LOG_EVENT_SCHEMA = "hsdt.archive-event/1"
+# Records of a batch uploading at once. Each upload is a few sequential round trips (look for
+# an earlier version, put, read the lock back; report, then record), so a handful of threads
+# keeps the store busy while the next record is verified; boto3 clients are thread-safe.
+INGEST_UPLOADS = 8
 
 
 def _now() -> str:
@@ -43,6 +58,10 @@ def _now() -> str:
 
 def record_key(kind: str, digest: str) -> str:
     return f"records/{kind}/{digest[:2]}/{digest}.pdf"
+
+
+def _report_key(digest: str, report_bytes: bytes) -> str:
+    return f"reports/{digest[:2]}/{digest}/{sha256_hex(report_bytes)}.json"
 
 
 def load_or_create_log_key(path: Path) -> Ed25519PrivateKey:
@@ -63,6 +82,50 @@ def load_or_create_log_key(path: Path) -> Ed25519PrivateKey:
                                    serialization.NoEncryption()))
     path.chmod(0o600)
     return key
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What became of one record of a batch: its index entry and report, or why it is not in.
+
+    ``error`` set means the record is not archived: at most its objects are in the store,
+    and the next ingest of the same bytes adopts them. The one exception is an index that
+    fails *after* the log append and keeps failing: then the event is logged and
+    :meth:`Archive.recover` indexes it on the next open. Retrying is safe either way.
+    ``report`` is there whenever the record was verified.
+    """
+
+    sha256: str
+    entry: ArchiveEntry | None = None
+    report: VerificationReport | None = None
+    error: HsdtError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Staged:
+    """A verified record on its way in: checked against the index, not yet logged."""
+
+    position: int
+    pdf: bytes
+    digest: str
+    report: VerificationReport
+    report_bytes: bytes
+    old: ArchiveEntry | None
+    upload: Future[StoredObject] | None = None
+
+
+def _run_now(fn: Callable[[_Staged], StoredObject], item: _Staged) -> Future[StoredObject]:
+    """A finished future: a batch of one uploads in the calling thread, no pool needed."""
+    done: Future[StoredObject] = Future()
+    try:
+        done.set_result(fn(item))
+    except Exception as exc:  # handed to whoever asks for the result, as a pool would
+        done.set_exception(exc)
+    return done
 
 
 class Archive:
@@ -86,39 +149,148 @@ class Archive:
     # -- ingest ----------------------------------------------------------------------------
     def ingest(self, pdf: bytes, *, supersedes: str | None = None
                ) -> tuple[ArchiveEntry, VerificationReport]:
+        """Verify, store, log and index one record; raises why it was refused or not stored."""
+        outcome = self._ingest([(pdf, supersedes)], uploads=1)[0]
+        if outcome.error is not None:
+            raise outcome.error
+        if outcome.entry is None or outcome.report is None:  # pragma: no cover - by construction
+            raise ArchiveError("Lưu trữ không trả kết quả cho hồ sơ.", code="ingest_failed")
+        return outcome.entry, outcome.report
+
+    def ingest_many(self, pdfs: Sequence[bytes], *, uploads: int = INGEST_UPLOADS
+                    ) -> list[IngestOutcome]:
+        """Ingest a batch; one outcome per record, in order, each success durable on return.
+
+        Every record is verified and stored exactly as :meth:`ingest` does; the batch shares
+        one log append and one index transaction. A record that fails (not valid, not
+        stored) is reported in its outcome and leaves no log event or index row; the same
+        bytes twice in a batch are stored once and get the same outcome.
+        """
+        return self._ingest([(pdf, None) for pdf in pdfs], uploads=uploads)
+
+    def _ingest(self, items: Sequence[tuple[bytes, str | None]], *, uploads: int
+                ) -> list[IngestOutcome]:
+        outcomes: list[IngestOutcome | None] = [None] * len(items)
+        digests = [sha256_hex(pdf) for pdf, _ in items]
+        first: dict[str, int] = {}
+        staged: list[_Staged] = []
+        workers = max(1, min(uploads, len(items)))
+        with contextlib.ExitStack() as stack:
+            pool = (stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="hsdt-ingest"))
+                    if workers > 1 else None)
+            for i, ((pdf, supersedes), digest) in enumerate(zip(items, digests, strict=True)):
+                if digest in first:
+                    continue  # the same bytes again in this batch: the first one's outcome
+                first[digest] = i
+                try:
+                    item = self._stage(i, pdf, digest, supersedes)
+                except HsdtError as exc:
+                    outcomes[i] = IngestOutcome(digest, error=exc)
+                    continue
+                if isinstance(item, IngestOutcome):
+                    outcomes[i] = item
+                    continue
+                # Only now, verified: its objects upload while the next record is verified.
+                item.upload = pool.submit(self._upload, item) if pool else _run_now(self._upload, item)
+                staged.append(item)
+            stored: list[tuple[_Staged, StoredObject]] = []
+            for item in staged:
+                assert item.upload is not None
+                try:
+                    stored.append((item, item.upload.result()))
+                except HsdtError as exc:
+                    outcomes[item.position] = IngestOutcome(item.digest, report=item.report, error=exc)
+        for position, outcome in self._log_and_index(stored).items():
+            outcomes[position] = outcome
+        answered: list[IngestOutcome] = []
+        for outcome, digest in zip(outcomes, digests, strict=True):
+            outcome = outcome or outcomes[first[digest]]  # a repeat: its first occurrence's
+            if outcome is None:  # pragma: no cover - every first occurrence is answered above
+                raise ArchiveError("Lưu trữ không trả kết quả cho hồ sơ.", code="ingest_failed")
+            answered.append(outcome)
+        return answered
+
+    def _stage(self, position: int, pdf: bytes, digest: str, supersedes: str | None
+               ) -> _Staged | IngestOutcome:
+        """Verify one record and check it against the index; nothing is written here."""
         report = self.verifier.verify(pdf)
         if not report.valid:
             reasons = "\n  - ".join(report.problems)
             raise ArchiveError(f"Hồ sơ {report.record_id} không được lưu trữ vì chưa hợp lệ:\n"
                                f"  - {reasons}", code="ingest_refused")
-        digest = sha256_hex(pdf)
         existing = self.index.by_sha(digest)
         if existing is not None:
-            return existing, report  # delivered twice: stored once
+            return IngestOutcome(digest, existing, report)  # delivered twice: stored once
         old = self.index.by_sha(supersedes) if supersedes else None
         if supersedes and old is None:
             raise ArchiveError(f"Không có hồ sơ {supersedes} để thay thế.", code="not_found")
         if old is not None and old.record_id != report.record_id:
             raise ArchiveError("Hồ sơ thay thế phải cùng mã hồ sơ với hồ sơ cũ "
                                f"({old.record_id} ≠ {report.record_id}).", code="supersede_mismatch")
-        key = record_key(report.kind, digest)
-        stored = self.store.put_locked(key, pdf, retain_until=self.retain_until,
-                                       metadata={"record-id": report.record_id, "kind": report.kind})
         report_bytes = json.dumps(report.to_json(), ensure_ascii=False, sort_keys=True).encode()
-        report_key = f"reports/{digest[:2]}/{digest}/{sha256_hex(report_bytes)}.json"
-        self.store.put_locked(report_key, report_bytes, retain_until=self.retain_until,
+        return _Staged(position, pdf, digest, report, report_bytes, old)
+
+    def _upload(self, item: _Staged) -> StoredObject:
+        """Store the record's report, then the record, both locked; runs on a pool thread.
+
+        The report goes first so that an upload failing halfway leaves at most a report: the
+        records/ prefix, which the audit compares with the log, only ever holds a record whose
+        report is stored, and a retry adopts that record object (same bytes, same key).
+        """
+        report = item.report
+        self.store.put_locked(_report_key(item.digest, item.report_bytes), item.report_bytes,
+                              retain_until=self.retain_until,
                               metadata={"record-id": report.record_id})
-        revision = 1 + sum(1 for e in self.index.search(record_id=report.record_id)
-                           if e.renewed_from is None)
-        entry = ArchiveEntry(
-            sha256=digest, record_id=report.record_id, kind=report.kind,
-            student_code=report.student_code, school_code=report.school_code,
-            school_year=report.school_year, revision=revision, key=key,
-            version_id=stored.version_id, size=stored.size, retain_until=stored.retain_until,
-            stored_at=stored.stored_at, report_key=report_key, log_index=-1)
-        event = {"type": "supersede" if old else "ingest", "entry": asdict(entry),
-                 "supersedes": old.sha256 if old else None}
-        return self._commit(event), report
+        return self.store.put_locked(record_key(report.kind, item.digest), item.pdf,
+                                     retain_until=self.retain_until,
+                                     metadata={"record-id": report.record_id, "kind": report.kind})
+
+    def _log_and_index(self, stored: list[tuple[_Staged, StoredObject]]) -> dict[int, IngestOutcome]:
+        """Log every stored record with one append, index them in one transaction.
+
+        Revisions count the record's earlier ingests, in the index and earlier in the batch.
+        If the log or the index fails, whatever reached the log is indexed (recover) and each
+        record is answered by what the index then holds: success exactly for those logged.
+        """
+        if not stored:
+            return {}
+        events: list[dict[str, Any]] = []
+        revisions: dict[str, int] = {}
+        for item, obj in stored:
+            r = item.report
+            if r.record_id not in revisions:
+                revisions[r.record_id] = sum(1 for e in self.index.search(record_id=r.record_id)
+                                             if e.renewed_from is None)
+            revisions[r.record_id] += 1
+            entry = ArchiveEntry(
+                sha256=item.digest, record_id=r.record_id, kind=r.kind,
+                student_code=r.student_code, school_code=r.school_code,
+                school_year=r.school_year, revision=revisions[r.record_id], key=obj.key,
+                version_id=obj.version_id, size=obj.size, retain_until=obj.retain_until,
+                stored_at=obj.stored_at, report_key=_report_key(item.digest, item.report_bytes),
+                log_index=-1)
+            events.append({"type": "supersede" if item.old else "ingest", "entry": asdict(entry),
+                           "supersedes": item.old.sha256 if item.old else None})
+        try:
+            entries = self._commit(events)
+        except (ArchiveError, OSError, sqlite3.Error) as exc:
+            failure = exc if isinstance(exc, ArchiveError) else ArchiveError(
+                f"Không ghi được nhật ký hoặc chỉ mục lưu trữ: {exc}", code="commit_failed")
+            if failure is not exc:
+                failure.__cause__ = exc
+            with contextlib.suppress(ArchiveError, OSError, sqlite3.Error):
+                self.recover()
+            out: dict[int, IngestOutcome] = {}
+            for item, _obj in stored:
+                try:
+                    found = self.index.by_sha(item.digest)
+                except sqlite3.Error:
+                    found = None
+                out[item.position] = (IngestOutcome(item.digest, found, item.report) if found else
+                                      IngestOutcome(item.digest, report=item.report, error=failure))
+            return out
+        return {item.position: IngestOutcome(item.digest, entry, item.report)
+                for (item, _obj), entry in zip(stored, entries, strict=True)}
 
     # -- renewal ---------------------------------------------------------------------------
     def renew(self, entry: ArchiveEntry, renew_pdf: Callable[[bytes], bytes]) -> ArchiveEntry:
@@ -151,7 +323,7 @@ class Archive:
                       size=stored.size, retain_until=stored.retain_until,
                       stored_at=stored.stored_at, log_index=-1, superseded_by=None,
                       renewed_from=entry.sha256)
-        return self._commit({"type": "renewal", "entry": asdict(new), "supersedes": None})
+        return self._commit([{"type": "renewal", "entry": asdict(new), "supersedes": None}])[0]
 
     def current(self, record_id: str) -> ArchiveEntry | None:
         """The newest stored version of the record's latest revision."""
@@ -159,50 +331,60 @@ class Archive:
         return max(found, key=lambda e: e.log_index) if found else None
 
     # -- the log and the index, together ---------------------------------------------------
-    def _commit(self, event: dict[str, Any]) -> ArchiveEntry:
-        event = {"schema": LOG_EVENT_SCHEMA, "at": _now(), **event}
-        log_index = self.log.append(canonical_json(event))
-        return self._index_event(log_index, event)
+    def _commit(self, events: list[dict[str, Any]]) -> list[ArchiveEntry]:
+        """Append the events to the log (durable: one set of fsyncs for all), then index them.
 
-    def _index_event(self, log_index: int, event: dict[str, Any]) -> ArchiveEntry:
-        data = dict(event["entry"], log_index=log_index)
-        entry = ArchiveEntry(**data)
+        The log goes first: a crash in between leaves events that :meth:`recover` indexes.
+        """
+        at = _now()
+        events = [{"schema": LOG_EVENT_SCHEMA, "at": at, **event} for event in events]
+        logged = self.log.extend([canonical_json(event) for event in events])
+        return self._index_events(list(zip(logged, events, strict=True)))
+
+    def _index_events(self, logged: list[tuple[int, dict[str, Any]]]) -> list[ArchiveEntry]:
+        """Index rows and their PREMIS events for logged events, in one transaction."""
+        entries: list[ArchiveEntry] = []
         with self.index.transaction() as conn:
-            self.index.add(entry, conn)
-            if event.get("supersedes"):
-                self.index.mark_superseded(event["supersedes"], entry.sha256, conn)
-            premis = {"ingest": "ingestion", "supersede": "ingestion",
-                      "renewal": "migration"}.get(event["type"], event["type"])
-            self.index.add_event(entry.sha256, premis, event["at"], "success",
-                                 f"log #{log_index}", log_index, conn)
-            self.index.set_state("log_indexed", str(log_index), conn)
-        return entry
+            for log_index, event in logged:
+                entry = ArchiveEntry(**dict(event["entry"], log_index=log_index))
+                self.index.add(entry, conn)
+                if event.get("supersedes"):
+                    self.index.mark_superseded(event["supersedes"], entry.sha256, conn)
+                premis = {"ingest": "ingestion", "supersede": "ingestion",
+                          "renewal": "migration"}.get(event["type"], event["type"])
+                self.index.add_event(entry.sha256, premis, event["at"], "success",
+                                     f"log #{log_index}", log_index, conn)
+                entries.append(entry)
+            if logged:
+                self.index.set_state("log_indexed", str(logged[-1][0]), conn)
+        return entries
 
     def recover(self) -> int:
         """Index every log event that a crash left unindexed. Returns how many."""
         done = int(self.index.get_state("log_indexed") or -1)
-        fixed = 0
+        todo: list[tuple[int, dict[str, Any]]] = []
+        seen: set[str] = set()
         for i in range(done + 1, self.log.size):
             event = json.loads(self.log.entry(i))
             if self.index.by_log_index(i) is not None or "entry" not in event:
                 continue
-            if self.index.by_sha(event["entry"]["sha256"]) is not None:
+            sha = event["entry"]["sha256"]
+            if sha in seen or self.index.by_sha(sha) is not None:
                 continue
             self.store.head(event["entry"]["key"], event["entry"]["version_id"])
-            self._index_event(i, event)
-            fixed += 1
-        return fixed
+            todo.append((i, event))
+            seen.add(sha)
+        if todo:
+            self._index_events(todo)
+        return len(todo)
 
     # -- reading ---------------------------------------------------------------------------
     def entries(self) -> list[ArchiveEntry]:
         return self.index.all()
 
     def get(self, entry: ArchiveEntry) -> bytes:
-        data = self.store.get(entry.key, entry.version_id)
-        if sha256_hex(data) != entry.sha256:
-            raise ArchiveError(f"«{entry.key}» không khớp SHA-256 trong chỉ mục.",
-                               code="fixity_failed")
-        return data
+        """The stored bytes, refused unless they match both the store's and the index's SHA-256."""
+        return self.store.get(entry.key, entry.version_id, sha256=entry.sha256)
 
     def evidence(self, entry: ArchiveEntry) -> ArchiveEvidence:
         """What the archive can prove about one stored version, for its verification report."""

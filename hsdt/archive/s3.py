@@ -39,7 +39,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from hsdt.archive.store import _KEY, StoredObject, _iso
+from hsdt.archive.store import _KEY, StoredObject, _iso, check_digest
 from hsdt.domain.errors import ArchiveError
 
 AddressingStyle = Literal["auto", "path", "virtual"]
@@ -53,6 +53,10 @@ DEFAULT_PERMANENT_YEARS = 100
 # *unlocks* the version (Ceph tracker #63537). Dates past this are brought back to it; set the
 # ceiling to None only for a provider known to store later dates.
 RETAIN_UNTIL_CEILING = datetime(2106, 2, 7, 6, 28, 15, tzinfo=UTC)
+
+# Connections one client keeps: at least the archive's concurrent uploads and fixity reads
+# (more threads than connections would open and drop a connection per request).
+MAX_CONCURRENT_REQUESTS = 16
 
 _SHA_META = "hsdt-sha256"
 _STORED_AT_META = "hsdt-stored-at"  # radosgw moves Last-Modified when a retention is extended
@@ -144,6 +148,8 @@ def make_client(settings: S3Settings) -> S3Client:
         read_timeout=settings.read_timeout,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
+        # the archive uploads and the fixity sweep reads with a few threads on one client
+        max_pool_connections=MAX_CONCURRENT_REQUESTS,
     )
     return boto3.session.Session().client(
         "s3", endpoint_url=settings.endpoint_url, aws_access_key_id=settings.access_key,
@@ -309,8 +315,9 @@ class S3ObjectLockStore:
             raise ArchiveError(f"Không có đối tượng «{key}» trong kho.", code="not_found")
         return self._stored(key, self._head_raw(key, vid))
 
-    def get(self, key: str, version_id: str | None = None) -> bytes:
-        """The bytes of a version, refused unless they match the SHA-256 recorded at write."""
+    def get(self, key: str, version_id: str | None = None, *, sha256: str | None = None) -> bytes:
+        """The bytes of a version, refused unless they match the SHA-256 recorded at write
+        (and ``sha256`` when given: the index's or the log's digest, checked by the same hash)."""
         _check_key(key)
         vid = version_id or self._archived_version(key)
         if vid is None:
@@ -325,9 +332,11 @@ class S3ObjectLockStore:
         except BotoCoreError as exc:
             raise self._failure(f"đọc «{key}»", exc) from exc
         stored = self._stored(key, resp)  # the metadata of this very response: no race with a head
-        if len(data) != stored.size or hashlib.sha256(data).hexdigest() != stored.sha256:
+        digest = hashlib.sha256(data).hexdigest()
+        if len(data) != stored.size or digest != stored.sha256:
             raise ArchiveError(f"«{key}» (phiên bản {vid}) không khớp SHA-256 đã ghi: dữ liệu đã bị thay "
                                f"đổi (fixity check failed).", code="fixity_failed")
+        check_digest(key, digest, stored.sha256, sha256)
         return data
 
     def versions(self, key: str) -> list[StoredObject]:

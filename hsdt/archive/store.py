@@ -44,7 +44,11 @@ class ObjectStore(Protocol):
                    metadata: dict[str, str] | None = None,
                    legal_hold: bool = False) -> StoredObject: ...
 
-    def get(self, key: str, version_id: str | None = None) -> bytes: ...
+    def get(self, key: str, version_id: str | None = None, *, sha256: str | None = None) -> bytes:
+        """The bytes, refused unless they match the SHA-256 recorded at write and, when given,
+        ``sha256`` (the digest the index or the log holds): one hash answers both, so a
+        fixity sweep or a retrieval does not hash every object twice."""
+        ...
 
     def head(self, key: str, version_id: str | None = None) -> StoredObject: ...
 
@@ -55,6 +59,15 @@ class ObjectStore(Protocol):
 
 def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_digest(key: str, actual: str, recorded: str, expected: str | None) -> None:
+    """Refuse bytes whose SHA-256 differs from the store's record or the caller's digest."""
+    if actual != recorded:
+        raise ArchiveError(f"«{key}» không khớp SHA-256 đã ghi: dữ liệu đã bị thay đổi.",
+                           code="fixity_failed")
+    if expected is not None and actual != expected:
+        raise ArchiveError(f"«{key}» không khớp SHA-256 trong chỉ mục.", code="fixity_failed")
 
 
 class LocalWormStore:
@@ -121,7 +134,7 @@ class LocalWormStore:
             raise ArchiveError(f"Không có phiên bản {version_id} của «{key}».", code="not_found")
         return stored
 
-    def get(self, key: str, version_id: str | None = None) -> bytes:
+    def get(self, key: str, version_id: str | None = None, *, sha256: str | None = None) -> bytes:
         stored = self.head(key, version_id)
         obj, _ = self._paths(key)
         try:
@@ -129,9 +142,7 @@ class LocalWormStore:
         except FileNotFoundError:
             raise ArchiveError(f"Tệp của «{key}» đã mất khỏi kho (sự cố toàn vẹn).",
                                code="object_missing") from None
-        if hashlib.sha256(data).hexdigest() != stored.sha256:
-            raise ArchiveError(f"«{key}» không khớp SHA-256 đã ghi: dữ liệu đã bị thay đổi.",
-                               code="fixity_failed")
+        check_digest(key, hashlib.sha256(data).hexdigest(), stored.sha256, sha256)
         return data
 
     def versions(self, key: str) -> list[StoredObject]:

@@ -1,0 +1,191 @@
+"""Batch ingest (`Archive.ingest_many`): a record that fails leaves no trace, the others go in.
+
+Each failure is injected where it would really happen — verification, an upload, the log
+append, the index commit — and the archive is then checked the way an auditor would, with
+`hsdt audit log`'s checker: log, index and store agree, nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import World
+
+from hsdt.archive.audit import audit_log
+from hsdt.archive.ingest import Archive
+from hsdt.archive.store import LocalWormStore, StoredObject
+from hsdt.domain.canonical import sha256_hex
+from hsdt.domain.errors import ArchiveError
+from hsdt.workflow import render
+
+
+@pytest.fixture(scope="module")
+def other_sealed(world: World) -> bytes:
+    """A second student's sealed record."""
+    rec = world.records[1]
+    return world.signer.seal(world.sign_until(rec), expected_data_sha256=rec.data_sha256)
+
+
+@pytest.fixture(scope="module")
+def renewed(world: World, sealed: bytes) -> bytes:
+    """The first student's record again, with a new archive timestamp: same record, other bytes."""
+    return world.signer.renew(sealed)
+
+
+@pytest.fixture(scope="module")
+def unsigned(world: World) -> bytes:
+    return render(world.records[3])
+
+
+class FailingStore(LocalWormStore):
+    """A local store whose upload of chosen keys fails, as a store refusing or unreachable would."""
+
+    def __init__(self, root: Path, fail: set[str]) -> None:
+        super().__init__(root)
+        self.fail = fail
+
+    def put_locked(self, key: str, data: bytes, *, retain_until: datetime,
+                   metadata: dict[str, str] | None = None, legal_hold: bool = False) -> StoredObject:
+        if any(part in key for part in self.fail):
+            raise ArchiveError(f"kho từ chối «{key}» (test)", code="storage_error")
+        return super().put_locked(key, data, retain_until=retain_until, metadata=metadata,
+                                  legal_hold=legal_hold)
+
+
+def _archive(world: World, root: Path, fail: set[str] | None = None) -> Archive:
+    return Archive(FailingStore(root, fail or set()), root, world.verifier(online=False))
+
+
+def _stored_records(root: Path) -> list[Path]:
+    return sorted((root / "objects" / "records").rglob("*.pdf"))
+
+
+def test_a_refused_record_is_reported_and_the_others_go_in(world: World, sealed: bytes,
+                                                           other_sealed: bytes, unsigned: bytes,
+                                                           tmp_path: Path) -> None:
+    archive = _archive(world, tmp_path)
+    out = archive.ingest_many([sealed, unsigned, other_sealed, sealed])
+    assert [o.ok for o in out] == [True, False, True, True]
+    assert out[1].error is not None and out[1].error.code == "ingest_refused"
+    assert out[3] == out[0]  # the same bytes twice: stored and logged once
+    assert [o.report.valid for o in (out[0], out[2]) if o.report] == [True, True]
+    assert archive.log.size == 2 and len(archive.entries()) == 2 and len(_stored_records(tmp_path)) == 2
+    assert [e.sha256 for e in archive.entries()] == [sha256_hex(sealed), sha256_hex(other_sealed)]
+    assert audit_log(archive) == []
+    again = archive.ingest_many([other_sealed, sealed])  # redelivered: nothing new
+    assert [o.entry for o in again] == [out[2].entry, out[0].entry] and archive.log.size == 2
+
+
+def test_a_failed_upload_leaves_no_record_object(world: World, sealed: bytes, other_sealed: bytes,
+                                                 renewed: bytes, tmp_path: Path) -> None:
+    failing = sha256_hex(other_sealed)
+    archive = _archive(world, tmp_path, fail={f"{failing}.pdf"})  # its record object, after its report
+    out = archive.ingest_many([sealed, other_sealed, renewed])
+    assert [o.ok for o in out] == [True, False, True]
+    assert out[1].error is not None and out[1].error.code == "storage_error"
+    assert out[1].report is not None and out[1].report.valid  # verified, then not stored
+    assert [e.sha256 for e in archive.entries()] == [sha256_hex(sealed), sha256_hex(renewed)]
+    assert [e.revision for e in archive.entries()] == [1, 2]  # the same record, twice
+    assert archive.log.size == 2 and len(_stored_records(tmp_path)) == 2
+    assert audit_log(archive) == []
+    archive.close()
+    healed = _archive(world, tmp_path)  # the store answers again: the retry stores it
+    (entry,) = [o.entry for o in healed.ingest_many([other_sealed])]
+    assert entry is not None and entry.revision == 1 and entry.log_index == 2
+    assert audit_log(healed) == []
+
+
+def test_a_failed_report_upload_leaves_nothing_under_records(world: World, sealed: bytes,
+                                                             tmp_path: Path) -> None:
+    # The report is stored before the record: a failure between the two must not leave a
+    # record object the log does not know (the audit would call it added behind our back).
+    archive = _archive(world, tmp_path, fail={"reports/"})
+    with pytest.raises(ArchiveError) as info:
+        archive.ingest(sealed)
+    assert info.value.code == "storage_error"
+    assert _stored_records(tmp_path) == [] and archive.log.size == 0 and archive.entries() == []
+    assert audit_log(archive) == []
+
+
+def test_a_log_failure_fails_the_batch_and_the_retry_adopts_the_objects(
+        world: World, sealed: bytes, other_sealed: bytes, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = _archive(world, tmp_path)
+    real_extend = archive.log.extend
+
+    def full_disk(entries: Any) -> range:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(archive.log, "extend", full_disk)
+    out = archive.ingest_many([sealed, other_sealed])
+    assert [o.error.code for o in out if o.error] == ["commit_failed", "commit_failed"]
+    assert archive.log.size == 0 and archive.entries() == []
+    # Write-once objects cannot be taken back: the audit names them until the retry.
+    assert {f.code for f in audit_log(archive)} == {"object_outside_log"}
+    monkeypatch.setattr(archive.log, "extend", real_extend)
+    again = archive.ingest_many([sealed, other_sealed])
+    assert all(o.ok for o in again) and archive.log.size == 2
+    assert len(_stored_records(tmp_path)) == 2  # adopted, not stored twice
+    assert audit_log(archive) == []
+
+
+def test_an_index_failure_after_the_log_is_answered_from_the_log(
+        world: World, sealed: bytes, other_sealed: bytes, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = _archive(world, tmp_path)
+    real = archive._index_events
+    calls = {"n": 0}
+
+    def fails_once(logged: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return real(logged)
+
+    monkeypatch.setattr(archive, "_index_events", fails_once)
+    out = archive.ingest_many([sealed, other_sealed])
+    # Logged, so archived: recover() indexed them at once and the outcomes say so.
+    assert all(o.ok for o in out) and [o.entry.log_index for o in out if o.entry] == [0, 1]
+    assert audit_log(archive) == []
+
+
+def test_an_index_that_stays_down_is_recovered_by_the_next_open(
+        world: World, sealed: bytes, other_sealed: bytes, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = _archive(world, tmp_path)
+
+    def down(logged: Any) -> Any:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(archive, "_index_events", down)
+    out = archive.ingest_many([sealed, other_sealed])
+    assert [o.error.code for o in out if o.error] == ["commit_failed", "commit_failed"]
+    assert archive.log.size == 2 and archive.entries() == []
+    archive.close()
+    reopened = _archive(world, tmp_path)  # recover() on open indexes what the log holds
+    assert [e.log_index for e in reopened.entries()] == [0, 1]
+    again = reopened.ingest_many([sealed, other_sealed])  # the caller's retry: no duplicate
+    assert all(o.ok for o in again) and reopened.log.size == 2
+    assert audit_log(reopened) == []
+
+
+def test_a_batch_gives_what_one_by_one_gives(world: World, sealed: bytes, renewed: bytes,
+                                             other_sealed: bytes, tmp_path: Path) -> None:
+    one = _archive(world, tmp_path / "one")
+    for pdf in (sealed, other_sealed, renewed):
+        one.ingest(pdf)
+    many = _archive(world, tmp_path / "many")
+    many.ingest_many([sealed, other_sealed, renewed])
+
+    def facts(a: Archive) -> list[tuple[Any, ...]]:
+        return [(e.sha256, e.record_id, e.revision, e.key, e.log_index, e.superseded_by)
+                for e in a.entries()]
+
+    assert facts(one) == facts(many)
+    assert [e.revision for e in many.entries()] == [1, 1, 2]
+    assert [ev.type for ev in many.index.events()] == ["ingestion"] * 3
