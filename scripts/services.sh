@@ -130,7 +130,8 @@ bluestore cache size = 134217728
 osd op num shards = 1
 osd op num threads per shard = 2
 [client.rgw]
-rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+# tcp_nodelay: without it every response body waits ~40 ms for a delayed ACK (Nagle).
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT tcp_nodelay=1
 rgw data = $DIR/rgw
 rgw thread pool size = 64
 # Virtual-host addressing: bucket.localhost:$RGW_PORT names the bucket in the Host header.
