@@ -1,11 +1,21 @@
-"""The fast hex-string reader gives exactly what pyHanko's own reader gives."""
+"""Each speed-up of :mod:`hsdt.signing._speedups` gives exactly what the original gives."""
 
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
-from pyhanko.pdf_utils.misc import PdfStreamError
+from asn1crypto import x509
+from conftest import World
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.generic import pdf_name
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.misc import PdfReadError, PdfStreamError
+from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader
+from pyhanko.pdf_utils.xref import XRefCache
+from pyhanko.sign.validation import generic_cms
+from pyhanko_certvalidator import ValidationContext
 
 from hsdt.signing import _speedups
 
@@ -29,6 +39,165 @@ def test_same_errors(raw: bytes) -> None:
 
 @pytest.mark.parametrize("value", ["Nguyễn Thị Thư", "  HSDT   Test  Root CA ", "ÅNGSTRÖM", "Ｈｏàng"])
 def test_name_preparation_is_the_original(value: str) -> None:
-    from asn1crypto import x509
-
     assert _speedups._cached_prep(x509.NameTypeAndValue(), value) == _speedups._original_prep(None, value)
+
+
+# -- modification analysis: the reader's speed-ups against pyHanko's own functions ----------
+
+def _same(a: Any, b: Any) -> bool:
+    """Deep equality of two parsed PDF objects: types, values, references, stream bytes."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, generic.StreamObject) and a.encoded_data != b.encoded_data:
+        return False
+    if isinstance(a, generic.DictionaryObject):
+        return list(a) == list(b) and all(_same(a.raw_get(k), b.raw_get(k)) for k in a)
+    if isinstance(a, generic.ArrayObject):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, generic.IndirectObject):
+        return a.reference == b.reference
+    return bool(a == b)
+
+
+def _readers(pdf: bytes) -> tuple[PdfFileReader, PdfFileReader]:
+    return PdfFileReader(io.BytesIO(pdf), strict=False), PdfFileReader(io.BytesIO(pdf), strict=False)
+
+
+def _all_refs(reader: PdfFileReader) -> set[generic.Reference]:
+    return {generic.Reference(i, g, reader) for rev in range(reader.xrefs.total_revisions)
+            for i, g in reader.xrefs.get_xref_data(rev).explicit_refs_in_revision}
+
+
+def test_historical_objects_are_the_originals(sealed: bytes) -> None:
+    ours, theirs = _readers(sealed)
+    refs = _all_refs(ours)
+    for rev in range(ours.xrefs.total_revisions):
+        for ref in refs:
+            if ours.xrefs.get_historical_ref(ref, rev) is None:
+                continue
+            mine = _speedups.get_object(ours, ref, rev)
+            assert _same(mine, _speedups._original_get_object(theirs, ref, rev)), (ref, rev)
+            # parsed once: pyHanko's own reader parses an old version again on every request
+            assert _speedups.get_object(ours, ref, rev) is mine
+
+
+def test_last_change_is_the_original(sealed: bytes) -> None:
+    ours, theirs = _readers(sealed)
+    for ref in [*_all_refs(ours), generic.Reference(999_999, 0, ours)]:
+        try:
+            expected: int | type[KeyError] = _speedups._original_last_change(theirs.xrefs, ref)
+        except KeyError:
+            expected = KeyError
+        for _ in range(2):  # computed, then remembered
+            try:
+                got: int | type[KeyError] = _speedups.get_last_change(ours.xrefs, ref)
+            except KeyError:
+                got = KeyError
+            assert got == expected, ref
+
+
+def _page_annotated(pdf: bytes) -> bytes:
+    w = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    page = w.root["/Pages"]["/Kids"][0].get_object()
+    page["/Annots"].append(w.add_object(generic.DictionaryObject({
+        pdf_name("/Type"): pdf_name("/Annot"), pdf_name("/Subtype"): pdf_name("/Square"),
+        pdf_name("/Rect"): generic.ArrayObject(map(generic.FloatObject, (250, 600, 290, 615)))})))
+    w.update_container(page["/Annots"] if isinstance(page.raw_get("/Annots"), generic.IndirectObject)
+                       else page)
+    out = io.BytesIO()
+    w.write(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("tampered", [False, True], ids=["sealed", "annotated"])
+def test_reverse_xref_map_is_the_original(sealed: bytes, tampered: bool) -> None:
+    pdf = _page_annotated(sealed) if tampered else sealed
+    ours, theirs = _readers(pdf)
+    refs = _all_refs(ours) | {generic.Reference(999_999, 0, ours)}
+    for rev in range(ours.xrefs.total_revisions):
+        mine, orig = ours.get_historical_resolver(rev), theirs.get_historical_resolver(rev)
+        _speedups.load_reverse_xref_cache(mine)
+        _speedups._original_lut(orig)
+        built = mine._indirect_object_access_cache
+        assert isinstance(built, _speedups._PathsByRef)  # paths made objects only when asked for
+        expected = orig._indirect_object_access_cache
+        assert expected is not None
+        assert list(built.materialised().items()) == list(expected.items()), rev
+        for ref in refs:
+            assert mine._get_usages_of_ref(ref) == orig._get_usages_of_ref(ref), (rev, ref)
+
+
+def test_a_damaged_object_fails_the_map_as_in_pyhanko(sealed: bytes,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyHanko stands a bare null in for an unreadable object-stream entry; copying it into
+    a revision's view fails, and so must the walk that no longer copies."""
+    info = PdfFileReader(io.BytesIO(sealed), strict=False).trailer.raw_get("/Info").idnum
+    for build in (_speedups._original_lut, _speedups.load_reverse_xref_cache):
+        reader = PdfFileReader(io.BytesIO(sealed), strict=False)
+        read = reader._read_object
+
+        def damaged(ref: generic.Reference, marker: Any, read: Any = read, **kw: Any) -> Any:
+            return generic.NullObject() if ref.idnum == info else read(ref, marker, **kw)
+
+        monkeypatch.setattr(reader, "_read_object", damaged)
+        with pytest.raises(PdfReadError, match="No container reference"):
+            build(reader.get_historical_resolver(3))
+
+
+# -- within one verification: name comparisons and certificate validations ------------------
+
+_NAMES = [x509.Name.build({"common_name": "Nguyễn  Thị Thư", "country_name": "VN"}),
+          x509.Name.build({"common_name": "nguyễn thị thư", "country_name": "VN"}),
+          x509.Name.build({"common_name": "Nguyễn Thị Thu", "country_name": "VN"}),
+          x509.Name.build({"organization_name": "Nguyễn Thị Thư", "country_name": "VN"})]
+
+
+def test_name_comparisons_are_the_originals_and_last_one_block() -> None:
+    expected = [[_speedups._original_name_eq(a, b) for b in _NAMES] for a in _NAMES]
+    assert expected[0][1] and not expected[0][2] and not expected[0][3]
+    assert _speedups._name_memo.get() is None
+    with _speedups.name_comparisons_remembered():
+        for _ in range(2):  # computed, then remembered
+            assert [[a == b for b in _NAMES] for a in _NAMES] == expected
+            assert [[a != b for b in _NAMES] for a in _NAMES] == [[not e for e in r] for r in expected]
+        assert _speedups._name_memo.get()
+    assert _speedups._name_memo.get() is None  # nothing outlives the verification
+    assert [[a == b for b in _NAMES] for a in _NAMES] == expected
+
+
+def test_only_contexts_that_fetch_nothing_remember_validations(world: World) -> None:
+    offline = ValidationContext(trust_roots=world.pki.trust_roots(), allow_fetching=False)
+    online = ValidationContext(trust_roots=world.pki.trust_roots(), allow_fetching=True)
+    _speedups.remember_validations(offline)
+    _speedups.remember_validations(online)
+    assert _speedups._VALIDATIONS in offline.__dict__ and _speedups._VALIDATIONS not in online.__dict__
+
+
+def _report(world: World, pdf: bytes) -> dict[str, Any]:
+    data = world.verifier(online=False).verify(pdf).to_json()
+    data.pop("verified_at")
+    return data
+
+
+@pytest.mark.parametrize("tampered", [False, True], ids=["sealed", "annotated"])
+def test_verification_reports_are_the_same_without_the_speedups(
+        world: World, sealed: bytes, tampered: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    pdf = _page_annotated(sealed) if tampered else sealed
+    validations: list[bytes] = []
+    original = _speedups._original_validate_cert_usage
+
+    async def counted(cert: x509.Certificate, *args: Any, **kwargs: Any) -> Any:
+        validations.append(cert.dump())
+        return await original(cert, *args, **kwargs)
+
+    monkeypatch.setattr(_speedups, "_original_validate_cert_usage", counted)
+    ours = _report(world, pdf)
+    # one validation per certificate and context: the TSA's is not redone for every timestamp
+    assert len(validations) == len(set(validations)) + 1  # the TSA's: signatures', archive's
+    assert ours["verdict"] == ("invalid" if tampered else "valid")
+    monkeypatch.setattr(PdfFileReader, "get_object", _speedups._original_get_object)
+    monkeypatch.setattr(HistoricalResolver, "_load_reverse_xref_cache", _speedups._original_lut)
+    monkeypatch.setattr(XRefCache, "get_last_change", _speedups._original_last_change)
+    monkeypatch.setattr(x509.Name, "__eq__", _speedups._original_name_eq)
+    monkeypatch.setattr(generic_cms, "validate_cert_usage", counted)
+    assert _report(world, pdf) == ours

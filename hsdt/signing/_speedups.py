@@ -7,22 +7,48 @@ is a hex string of 15–25 thousand digits, so a record with 15 signatures spend
 part of every signing step and every verification just tokenising them. This reader
 finds the closing '>' with one search, drops whitespace with one translate, and decodes
 with binascii: the same result and the same errors, measured several times faster.
-2. A cache for asn1crypto's name string preparation (see :func:`_cached_prep`).
+2. A cache for asn1crypto's name string preparation (see :func:`_cached_prep`), and,
+within one verification, for the comparison of distinguished names
+(:func:`name_comparisons_remembered`).
+3. Three for pyHanko's modification analysis, which was most of a sealed record's
+verification: each revision's objects are parsed once instead of once per revision that
+looks at them (:func:`get_object`), the revision that last wrote an object is looked up
+once (:func:`get_last_change`), and the map of paths to every object of a revision is
+built from the parsed objects instead of from a per-revision copy of each
+(:func:`load_reverse_xref_cache`).
 
-Installed once, on import of :mod:`hsdt.signing`; `tests/test_speedups.py` checks both
-against the originals.
+4. Within one verification, the result of validating the same certificate for the same
+use with the same validation context (:func:`remember_validations`): the TSA's
+certificate is otherwise validated again, revocation evidence and all, for each of the
+sixteen timestamps of a sealed record.
+
+Installed once, on import of :mod:`hsdt.signing`; `tests/test_speedups.py` checks each
+against the original. pyHanko is pinned (pyproject.toml): the last two mirror the code of
+that version, and the tests compare their results with it on real records.
 """
 
 from __future__ import annotations
 
 import binascii
 import functools
+import logging
 import re
-from typing import IO, cast
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import IO, Any, cast
 
 from asn1crypto import x509
-from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils import generic, misc
 from pyhanko.pdf_utils.misc import PdfStreamError
+from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
+from pyhanko.pdf_utils.xref import XRefCache
+from pyhanko.sign.validation import generic_cms
+from pyhanko.sign.validation.settings import KeyUsageConstraints
+from pyhanko_certvalidator import PKIXValidationParams, ValidationContext
+from pyhanko_certvalidator.path import ValidationPath
+from pyhanko_certvalidator.registry import LazyPathIterator
+from pyhanko_certvalidator.util import CancelableAsyncIterator
 
 _original = generic.read_hex_string_from_stream
 _WHITESPACE = b" \t\r\n\x0c\x00"
@@ -76,6 +102,328 @@ def _cached_prep(self: x509.NameTypeAndValue, value: str) -> str:
     return _ldap_string_prep(value)
 
 
+_original_name_eq = x509.Name.__eq__
+_name_memo: ContextVar[dict[tuple[bytes, bytes], bool] | None] = ContextVar("hsdt_name_memo",
+                                                                            default=None)
+
+
+def _name_eq(self: x509.Name, other: object) -> bool:
+    """asn1crypto's RFC 5280 name comparison, remembered by the two names' DER encodings
+    while :func:`name_comparisons_remembered` is in force (the original otherwise).
+
+    Verifying a record compares the same few issuer names thousands of times (signer
+    lookup in each CMS, path building, revocation matching), each time walking both names
+    and preparing every attribute. The result depends on the two encodings only.
+    """
+    memo = _name_memo.get()
+    if memo is None or not isinstance(other, x509.Name):
+        return cast(bool, _original_name_eq(self, other))
+    key = (self.dump(), other.dump())
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = cast(bool, _original_name_eq(self, other))
+    return found
+
+
+@contextmanager
+def name_comparisons_remembered() -> Iterator[None]:
+    """Remember name comparisons for the duration of the block (one verification): never
+    longer, so that nothing a verification computed outlives it."""
+    token = _name_memo.set({})
+    try:
+        yield
+    finally:
+        _name_memo.reset(token)
+
+
+# -- 3. modification analysis -----------------------------------------------------------------
+
+_original_get_object = PdfFileReader.get_object
+_original_lut = HistoricalResolver._load_reverse_xref_cache
+_reader_log = logging.getLogger("pyhanko.pdf_utils.reader")
+
+
+def get_object(self: PdfFileReader, ref: generic.Reference, revision: int | None = None,
+               never_decrypt: bool = False, transparent_decrypt: bool = True,
+               as_metadata_stream: bool = False) -> Any:
+    """pyHanko's ``PdfFileReader.get_object``, with historical values cached too.
+
+    pyHanko caches the current value of each object but parses a historical one again on
+    every request ("never cache historical refs"), because its cache is keyed by the
+    object's number alone. The analysis of a record with 17 revisions asks for the same
+    few old versions about 150 times. This cache is keyed by where the version is written
+    in this reader's own file (the xref entry: an offset or a place in an object stream),
+    so a version is only ever served for exactly the bytes it was parsed from; it lives on
+    the reader, i.e. for one file.
+    """
+    if revision is None:
+        return _original_get_object(self, ref, None, never_decrypt, transparent_decrypt,
+                                    as_metadata_stream)
+    if ref in self.xrefs.xref_stream_refs:
+        never_decrypt = True
+    marker = self.xrefs.get_historical_ref(ref, revision)
+    if marker is None:  # not in this revision: pyHanko warns and substitutes null (or fails)
+        return _original_get_object(self, ref, revision, never_decrypt, transparent_decrypt,
+                                    as_metadata_stream)
+    cache: dict[tuple[Any, ...], Any] = self.__dict__.setdefault("_hsdt_historical", {})
+    key = (ref.idnum, ref.generation, marker, never_decrypt, as_metadata_stream)
+    obj = cache.get(key)
+    if obj is None:
+        obj = self._read_object(ref, marker, never_decrypt=never_decrypt,
+                                as_metadata_stream=as_metadata_stream)
+        cache[key] = obj  # before decryption, as pyHanko caches current values
+    if transparent_decrypt and isinstance(obj, generic.DecryptedObjectProxy):
+        obj = obj.decrypted
+    return obj
+
+
+_original_last_change = XRefCache.get_last_change
+
+
+def get_last_change(self: XRefCache, ref: generic.Reference) -> int:
+    """pyHanko's ``XRefCache.get_last_change`` (the newest revision that writes ``ref``),
+    remembered per xref table.
+
+    pyHanko scans the revisions' xref sections from the newest on every call, and every
+    object fetched for an older revision asks it: 10 000 scans of 17 sections per
+    record. The sections are read once, when the file is opened, and never change, so
+    the answer (or the KeyError for an object no section writes) is kept on this table.
+    """
+    memo: dict[tuple[int, int], int | None] = self.__dict__.setdefault("_hsdt_last_change", {})
+    key = (ref.idnum, ref.generation)
+    try:
+        found = memo[key]
+    except KeyError:
+        try:
+            found = _original_last_change(self, ref)
+        except KeyError:
+            found = None
+        memo[key] = found
+    if found is None:
+        raise KeyError(ref)
+    return found
+
+
+_IND, _DICT, _ARR = generic.IndirectObject, generic.DictionaryObject, generic.ArrayObject
+_TRAVERSED = (_IND, _DICT, _ARR)
+_STRUCT_TREE_ROOT = ("/Root", "/StructTreeRoot")
+_Path = tuple[str | int, ...]
+
+
+class _PathsByRef(dict[generic.Reference, set[RawPdfPath]]):
+    """The reverse xref map, each ref's paths made :class:`RawPdfPath` objects when first
+    asked for.
+
+    pyHanko only ever reads this map through ``HistoricalResolver._get_usages_of_ref``
+    (truth test, then ``map[ref]``, a missing ref meaning no usages), and asks for a few
+    refs per revision; hashing every path of every object into sets of RawPdfPath was a
+    tenth of the analysis. :meth:`materialised` gives the whole map, as pyHanko builds it.
+    """
+
+    def __init__(self, paths: dict[generic.Reference, set[_Path]]) -> None:
+        super().__init__()
+        self._paths = paths
+
+    def __missing__(self, ref: generic.Reference) -> set[RawPdfPath]:
+        converted = self[ref] = {RawPdfPath(*p) for p in self._paths[ref]}
+        return converted
+
+    def __bool__(self) -> bool:
+        return bool(self._paths)
+
+    def materialised(self) -> dict[generic.Reference, set[RawPdfPath]]:
+        return {ref: self[ref] for ref in self._paths}
+
+
+def _page_tree_refs(pages: Any, path: _Path) -> Iterator[tuple[generic.Reference, _Path]]:
+    # pyHanko's _collect_page_tree_refs, with paths as tuples
+    for ix, kid in enumerate(pages["/Kids"]):
+        kid_path = (*path, "/Kids", ix)
+        if isinstance(kid, _IND):
+            yield kid.reference, kid_path
+        kid = kid.get_object()
+        if kid.get("/Type", None) == "/Pages":
+            yield from _page_tree_refs(kid, kid_path)
+
+
+def _struct_tree_refs(elem: Any) -> Iterator[generic.Reference]:
+    # pyHanko's _collect_struct_tree_refs
+    try:
+        children = elem["/K"]
+    except KeyError:
+        return
+    if not isinstance(children, _ARR):
+        children = (children,)
+    for child in children:
+        child_ref = None
+        if isinstance(child, _IND):
+            child_ref = child.reference
+            child = child.get_object()
+        if not isinstance(child, _DICT):
+            continue
+        try:
+            if child["/Type"] != "/StructElem":
+                continue
+        except KeyError:
+            pass
+        if child_ref is not None:
+            yield child_ref
+        yield from _struct_tree_refs(child)
+
+
+def load_reverse_xref_cache(self: HistoricalResolver) -> None:
+    """pyHanko's ``HistoricalResolver._load_reverse_xref_cache``: every path from the trailer
+    to every object of this revision, by the same walk and the same pruning rules.
+
+    The original fetches each object through the resolver, which first deep-copies it into
+    the revision's view (rebinding its references); it does so for every object of every
+    revision compared, and walks every number of every font's width table. Only the shape
+    of the objects matters for the paths, and it is the same in the parsed object as in
+    its copy, so this walk reads the parsed value of each object in this revision (what
+    the resolver would copy) and skips values that cannot lead to a reference. The paths
+    of each object become RawPdfPath sets only when asked for (:class:`_PathsByRef`).
+    Encrypted files, where values can be lazily decrypted proxies, take the original.
+    """
+    if self._indirect_object_access_cache is not None:
+        return
+    reader, revision, copies = self.reader, self.revision, self.cache
+    if reader.encrypted:
+        _original_lut(self)
+        return
+    xrefs = reader.xrefs
+
+    def value(ref: generic.Reference) -> Any:
+        # What HistoricalResolver.get_object would copy (or has copied) for this revision.
+        obj = copies.get(ref)
+        if obj is not None:
+            return obj
+        try:
+            last_change = xrefs.get_last_change(ref)
+        except KeyError:
+            _reader_log.warning(f"Could not determine history of {ref} in xref sections")
+            last_change = None
+        if last_change is not None and last_change <= revision:
+            obj = reader.get_object(ref, transparent_decrypt=False)
+        else:
+            obj = reader.get_object(ref, revision, transparent_decrypt=False)
+        if obj.container_ref is None:
+            # A placeholder for a damaged object stream entry: the resolver's copy fails on
+            # it ("No container reference available"), and so must this walk.
+            return self(ref)
+        return obj
+
+    collected: dict[generic.Reference, set[_Path]] = {}
+
+    def walk(obj: Any, path: _Path, seen: set[generic.Reference], in_struct: bool) -> None:
+        if isinstance(obj, _IND):
+            ref = obj.reference
+            if ref in seen:  # no cycles within one path
+                return
+            paths = collected.get(ref)
+            if paths is None:
+                collected[generic.Reference(ref.idnum, ref.generation, self)] = paths = set()
+            paths.add(path)
+            obj = value(ref)
+            # enter the page tree only through its own path, the structure tree only from
+            # its root (pyHanko's rules against combinatorial blow-up)
+            if page_tree.get(ref, path) != path:
+                return
+            if not in_struct and ref in struct_tree:
+                return
+            seen.add(ref)
+            contents(obj, path, seen, in_struct)
+            seen.discard(ref)
+        else:
+            contents(obj, path, seen, in_struct)
+
+    def contents(obj: Any, path: _Path, seen: set[generic.Reference], in_struct: bool) -> None:
+        if isinstance(obj, _DICT):
+            at_struct_root = path == _STRUCT_TREE_ROOT
+            for k, v in obj.items():
+                if k == "/Parent" or (in_struct and k == "/P"):
+                    continue
+                if isinstance(v, _TRAVERSED):
+                    walk(v, (*path, k), seen, in_struct or (at_struct_root and k == "/K"))
+        elif isinstance(obj, _ARR):
+            for ix, v in enumerate(obj):
+                if isinstance(v, _TRAVERSED):
+                    walk(v, (*path, ix), seen, in_struct)
+
+    pages_ref = self.root.raw_get("/Pages")
+    pages_path: _Path = ("/Root", "/Pages")
+    page_tree: dict[generic.Reference, _Path] = {}
+    if isinstance(pages_ref, _IND):
+        page_tree[pages_ref.reference] = pages_path
+    for ref, path in _page_tree_refs(pages_ref.get_object(), pages_path):
+        if ref in page_tree:
+            raise misc.PdfReadError("Circular reference in page tree in mapping stage")
+        page_tree[ref] = path
+    struct_tree: set[generic.Reference] = set()
+    try:
+        for ref in _struct_tree_refs(self.root.raw_get("/StructTreeRoot").get_object()):
+            if ref in struct_tree:
+                raise misc.PdfReadError("Circular reference in structure tree in mapping stage")
+            struct_tree.add(ref)
+    except KeyError:
+        pass
+    contents(self.trailer_view, (), set(), False)
+    self._indirect_object_access_cache = _PathsByRef(collected)
+
+
+# -- 4. certificate validation within one verification ------------------------------------------
+
+_original_validate_cert_usage = generic_cms.validate_cert_usage
+_VALIDATIONS = "_hsdt_validations"
+
+
+def remember_validations(vc: ValidationContext) -> None:
+    """Let pyHanko's certificate validations with ``vc`` be remembered for as long as ``vc``
+    lives (the verifier makes a context per verification, so: one verification).
+
+    Only for a context that fetches nothing (certificates, OCSP, CRLs): then what a
+    validation sees is fixed when the context is made (trust anchors, the certificates
+    and revocation evidence given, the validation time), except for the certificates
+    registered since, which are part of the key (see :func:`validate_cert_usage`). A
+    context that fetches is left alone: asking again may legitimately answer otherwise.
+    """
+    if not vc.fetching_allowed and vc.certificate_registry.fetcher is None:
+        vc.__dict__[_VALIDATIONS] = {}
+
+
+async def validate_cert_usage(cert: x509.Certificate, validation_context: ValidationContext,
+                              key_usage_settings: KeyUsageConstraints,
+                              paths: CancelableAsyncIterator[ValidationPath],
+                              pkix_validation_params: PKIXValidationParams | None = None) -> Any:
+    """pyHanko's ``generic_cms.validate_cert_usage`` (path building, PKIX validation with
+    revocation checks, key usage), its outcome remembered in a context prepared by
+    :func:`remember_validations`.
+
+    The key is everything the outcome depends on: the certificate's DER, the key usage
+    required, the PKIX parameters, and the certificates the context knows (it only ever
+    registers more, so their number identifies the set). Only paths pyHanko builds itself
+    from the context are remembered, not an explicitly given path. A failure is
+    remembered like a success (pyHanko returns both as a result); an exception is not.
+    """
+    memo: dict[tuple[Any, ...], Any] | None = validation_context.__dict__.get(_VALIDATIONS)
+    if memo is None or not isinstance(paths, LazyPathIterator):
+        return await _original_validate_cert_usage(cert, validation_context, key_usage_settings,
+                                                   paths, pkix_validation_params)
+    key = (cert.dump(), repr(key_usage_settings), repr(pkix_validation_params),
+           len(validation_context.certificate_registry.certs))
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = await _original_validate_cert_usage(
+            cert, validation_context, key_usage_settings, paths, pkix_validation_params)
+    else:
+        await paths.cancel()  # as pyHanko does once it has its path
+    return found
+
+
 def install() -> None:
     generic.read_hex_string_from_stream = read_hex_string_from_stream  # type: ignore[assignment]
     x509.NameTypeAndValue._ldap_string_prep = _cached_prep  # type: ignore[method-assign]
+    x509.Name.__eq__ = _name_eq  # type: ignore[method-assign,assignment]
+    PdfFileReader.get_object = get_object  # type: ignore[method-assign]
+    HistoricalResolver._load_reverse_xref_cache = load_reverse_xref_cache  # type: ignore[method-assign]
+    XRefCache.get_last_change = get_last_change  # type: ignore[method-assign]
+    generic_cms.validate_cert_usage = validate_cert_usage

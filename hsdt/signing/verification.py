@@ -11,7 +11,8 @@ import asyncio
 import hashlib
 import io
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from pyhanko.sign.diff_analysis import (
     StandardDiffPolicy,
     SuspiciousModification,
 )
+from pyhanko.sign.diff_analysis.form_rules_api import FormUpdate, FormUpdatingRule
 from pyhanko.sign.fields import FieldMDPSpec, MDPPerm
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.errors import SignatureValidationError, ValidationInfoReadingError
@@ -43,54 +45,117 @@ from pyhanko_certvalidator.path import ValidationPath
 
 from hsdt.domain.errors import HsdtError, UnusableInput
 from hsdt.domain.plans import ResolvedPlan
+from hsdt.signing import _speedups
 from hsdt.signing.bindings import CertificateBindings
 from hsdt.signing.keys import fingerprint
 from hsdt.signing.record_state import RecordState, read_record
+
+_diff_log = logging.getLogger("pyhanko.sign.diff_analysis.policies")
+
+
+class _RecordingFormRule(FormUpdatingRule):
+    """pyHanko's form rule, keeping every form update it reports, in order."""
+
+    def __init__(self, rule: FormUpdatingRule) -> None:
+        super().__init__(field_rules=rule.field_rules,
+                         ignored_acroform_keys=rule.ignored_acroform_keys)
+        self.updates: list[FormUpdate] = []
+
+    def apply(self, old: HistoricalResolver, new: HistoricalResolver
+              ) -> Iterator[tuple[ModificationLevel, FormUpdate]]:
+        for level, update in super().apply(old, new):
+            self.updates.append(update)
+            yield level, update
+
+
+@dataclass(frozen=True)
+class _RevisionAnalysis:
+    """pyHanko's judgement of one revision against its predecessor, before any signature's
+    locks are applied: what :meth:`StandardDiffPolicy.apply` returns (or raises) with no
+    FieldMDP and no DocMDP in force, and the form updates it met on the way, in order."""
+
+    result: DiffResult | SuspiciousModification
+    form_updates: tuple[FormUpdate, ...]
+
+    def under(self, field_mdp_spec: FieldMDPSpec | None, doc_mdp: MDPPerm | None
+              ) -> DiffResult | SuspiciousModification:
+        """What ``apply`` gives with these locks in force.
+
+        ``apply`` reads the locks in one place only: in its loop over the form updates,
+        each update is refused if it touches a locked field (unless valid when locked) or,
+        under a DocMDP (certification) signature, if it is not valid after certification;
+        the first refusal ends the analysis. Everything else it computes is the same with
+        or without locks. Replaying the recorded updates in the same order with the same
+        tests and messages (pyHanko 0.38's, which is pinned) therefore gives the same
+        result, for each signature's own locks.
+        """
+        for update in self.form_updates:
+            name = update.field_name
+            if (name is not None and not update.valid_when_locked and field_mdp_spec is not None
+                    and field_mdp_spec.is_locked(name)):
+                return SuspiciousModification(
+                    f"Update of {update.updated_ref} is not allowed "
+                    f"because the form field {name} is locked.")
+            if doc_mdp is not None and not update.valid_when_certifying:
+                return SuspiciousModification(
+                    f"Update of {update.updated_ref} is only allowed "
+                    f"after an approval signature, not a certification signature.")
+        return self.result
 
 
 class _ConsecutiveDiffPolicy(StandardDiffPolicy):
     """pyHanko's standard rules, applied once per pair of consecutive revisions.
 
     The stock policy compares each signed revision with every later one, which is
-    quadratic in the number of signatures (15 on a học bạ page: most of the time of a
-    verification). Every change is introduced by exactly one revision, so judging each
-    revision against its predecessor — with the same rules, and the locks in force for
-    the signature under review — sees the same changes; results are cached across the
-    signatures of one document.
+    quadratic in the number of signatures (15 on a học bạ page). Here each revision is
+    judged against its predecessor, with the same rules. This is not the same comparison
+    as pyHanko's (it is empirically at least as strict: it also refuses, for the earlier
+    signatures, a deleted DSS or a signature value moved to another field, which the
+    stock analysis lets through); it is the analysis this verifier already used.
+
+    What one pair gives does not depend on the signature under review except through
+    that signature's locks (FieldMDP, DocMDP), so each pair is analysed once per file and
+    the locks are applied per signature (:meth:`_RevisionAnalysis.under`). One instance
+    serves one file: results are kept per revision of the reader they came from, and
+    dropped if another reader is passed.
     """
 
     def __init__(self) -> None:
         super().__init__(global_rules=DEFAULT_DIFF_POLICY.global_rules,
                          form_rule=DEFAULT_DIFF_POLICY.form_rule)
-        self._cache: dict[tuple[int, str], DiffResult | SuspiciousModification] = {}
-        self._resolvers: dict[int, HistoricalResolver] = {}
+        self._reader: PdfFileReader | None = None
+        self._revisions: dict[int, _RevisionAnalysis] = {}
 
-    def _resolver(self, reader: PdfFileReader, rev: int) -> HistoricalResolver:
-        # A resolver indexes its revision's object graph once; building one per comparison
-        # was half the cost of the analysis.
-        if rev not in self._resolvers:
-            self._resolvers[rev] = reader.get_historical_resolver(rev)
-        return self._resolvers[rev]
+    def _analysis(self, reader: PdfFileReader, rev: int) -> _RevisionAnalysis:
+        if reader is not self._reader:
+            self._reader, self._revisions = reader, {}
+        found = self._revisions.get(rev)
+        if found is None:
+            form_rule = DEFAULT_DIFF_POLICY.form_rule
+            assert form_rule is not None  # the default policy always judges the form
+            recorder = _RecordingFormRule(form_rule)
+            policy = StandardDiffPolicy(global_rules=DEFAULT_DIFF_POLICY.global_rules,
+                                        form_rule=recorder)
+            result: DiffResult | SuspiciousModification
+            try:
+                result = policy.apply(old=reader.get_historical_resolver(rev - 1),
+                                      new=reader.get_historical_resolver(rev))
+            except SuspiciousModification as exc:
+                result = exc
+            found = self._revisions[rev] = _RevisionAnalysis(result, tuple(recorder.updates))
+        return found
 
     def review_file(self, reader: PdfFileReader, base_revision: int | HistoricalResolver,
                     field_mdp_spec: FieldMDPSpec | None = None, doc_mdp: MDPPerm | None = None
                     ) -> DiffResult | SuspiciousModification:
         base = base_revision if isinstance(base_revision, int) else base_revision.revision
+        if doc_mdp == MDPPerm.ANNOTATE:  # as StandardDiffPolicy.apply warns
+            _diff_log.warning("StandardDiffPolicy was not designed to support DocMDP level 3 "
+                              "(MDPPerm.ANNOTATE). Unexpected validation results may occur.")
         level = ModificationLevel.NONE
         changed: set[str] = set()
         for rev in range(base + 1, reader.xrefs.total_revisions):
-            # apply() reads doc_mdp only to warn about level 3; the verdict for the DocMDP
-            # level is taken by the caller, so one result per (revision, field lock) serves all.
-            key = (rev, repr(field_mdp_spec))
-            result = self._cache.get(key)
-            if result is None:
-                try:
-                    result = self.apply(old=self._resolver(reader, rev - 1),
-                                        new=self._resolver(reader, rev),
-                                        field_mdp_spec=field_mdp_spec, doc_mdp=doc_mdp)
-                except SuspiciousModification as exc:
-                    result = exc
-                self._cache[key] = result
+            result = self._analysis(reader, rev).under(field_mdp_spec, doc_mdp)
             if isinstance(result, SuspiciousModification):
                 return result
             level = max(level, result.modification_level)
@@ -322,11 +387,12 @@ class Verifier:
 
     def verify(self, pdf: bytes) -> VerificationReport:
         state = read_record(pdf)
-        try:
-            return asyncio.run(self._verify(state, pdf))
-        except PdfReadError as exc:
-            # Objects are parsed when first read: a damaged one surfaces only here.
-            raise UnusableInput(f"Không đọc được tệp PDF (cấu trúc hỏng): {exc}") from exc
+        with _speedups.name_comparisons_remembered():  # for this verification only
+            try:
+                return asyncio.run(self._verify(state, pdf))
+            except PdfReadError as exc:
+                # Objects are parsed when first read: a damaged one surfaces only here.
+                raise UnusableInput(f"Không đọc được tệp PDF (cấu trúc hỏng): {exc}") from exc
 
     async def _verify(self, state: RecordState, pdf: bytes) -> VerificationReport:
         problems: list[str] = []
@@ -435,13 +501,15 @@ class Verifier:
         if sealed and dss is not None:
             point = {"moment": moment} if moment is not None else {}
             vc = dss.as_validation_context({**kwargs, "allow_fetching": False, **point})
+            _speedups.remember_validations(vc)  # this context, so this verification only
             digests = frozenset(_sha256(o.dump()) for o in [*vc.ocsps, *vc.crls])
             return vc, True, ValidationData("dss", **counts), digests
         if not self.online:
             kwargs["revocation_mode"] = "soft-fail"
         source: Literal["online", "none"] = "online" if self.online else "none"
-        return (ValidationContext(**kwargs, allow_fetching=self.online), self.online,
-                ValidationData(source, **counts), frozenset())
+        vc = ValidationContext(**kwargs, allow_fetching=self.online)
+        _speedups.remember_validations(vc)  # a no-op when it fetches
+        return vc, self.online, ValidationData(source, **counts), frozenset()
 
     async def _check_signature(self, sig: EmbeddedPdfSignature, plan: ResolvedPlan,
                                vc: ValidationContext, revocation: bool,
