@@ -189,3 +189,20 @@ def test_a_batch_gives_what_one_by_one_gives(world: World, sealed: bytes, renewe
     assert facts(one) == facts(many)
     assert [e.revision for e in many.entries()] == [1, 1, 2]
     assert [ev.type for ev in many.index.events()] == ["ingestion"] * 3
+
+
+def test_a_report_made_before_the_lock_is_not_made_again(world: World, sealed: bytes,
+                                                         tmp_path: Path) -> None:
+    """The service verifies a sealed record before taking the archive's lock and hands the
+    report over: the archive stores it as its own, and verifies nothing a second time."""
+    archive = _archive(world, tmp_path / "a")
+    report = world.verifier().verify(sealed)
+    calls: list[bytes] = []
+    verify = archive.verifier.verify
+    archive.verifier.verify = lambda pdf: calls.append(pdf) or verify(pdf)  # type: ignore[method-assign]
+    entry, stored_report = archive.ingest(sealed, verified=report)
+    assert calls == [] and stored_report is report
+    assert entry.sha256 == sha256_hex(sealed) and archive.index.by_sha(entry.sha256) == entry
+    assert audit_log(archive) == []
+    again, _ = archive.ingest(sealed)  # without a report: verified here, stored once
+    assert calls == [sealed] and again == entry

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -147,10 +147,17 @@ class Archive:
         self.index.close()
 
     # -- ingest ----------------------------------------------------------------------------
-    def ingest(self, pdf: bytes, *, supersedes: str | None = None
-               ) -> tuple[ArchiveEntry, VerificationReport]:
-        """Verify, store, log and index one record; raises why it was refused or not stored."""
-        outcome = self._ingest([(pdf, supersedes)], uploads=1)[0]
+    def ingest(self, pdf: bytes, *, supersedes: str | None = None,
+               verified: VerificationReport | None = None) -> tuple[ArchiveEntry, VerificationReport]:
+        """Verify, store, log and index one record; raises why it was refused or not stored.
+
+        ``verified``: this very record's report, made by the caller with the same trust
+        anchors and registry as this archive's verifier *before* taking the archive's write
+        lock — verifying is most of an ingest and needs no lock, so several workers verify
+        at once and only store, log and index one after the other.
+        """
+        reports = {sha256_hex(pdf): verified} if verified is not None else None
+        outcome = self._ingest([(pdf, supersedes)], uploads=1, reports=reports)[0]
         if outcome.error is not None:
             raise outcome.error
         if outcome.entry is None or outcome.report is None:  # pragma: no cover - by construction
@@ -168,8 +175,8 @@ class Archive:
         """
         return self._ingest([(pdf, None) for pdf in pdfs], uploads=uploads)
 
-    def _ingest(self, items: Sequence[tuple[bytes, str | None]], *, uploads: int
-                ) -> list[IngestOutcome]:
+    def _ingest(self, items: Sequence[tuple[bytes, str | None]], *, uploads: int,
+                reports: Mapping[str, VerificationReport] | None = None) -> list[IngestOutcome]:
         outcomes: list[IngestOutcome | None] = [None] * len(items)
         digests = [sha256_hex(pdf) for pdf, _ in items]
         first: dict[str, int] = {}
@@ -183,7 +190,7 @@ class Archive:
                     continue  # the same bytes again in this batch: the first one's outcome
                 first[digest] = i
                 try:
-                    item = self._stage(i, pdf, digest, supersedes)
+                    item = self._stage(i, pdf, digest, supersedes, (reports or {}).get(digest))
                 except HsdtError as exc:
                     outcomes[i] = IngestOutcome(digest, error=exc)
                     continue
@@ -210,10 +217,10 @@ class Archive:
             answered.append(outcome)
         return answered
 
-    def _stage(self, position: int, pdf: bytes, digest: str, supersedes: str | None
-               ) -> _Staged | IngestOutcome:
+    def _stage(self, position: int, pdf: bytes, digest: str, supersedes: str | None,
+               verified: VerificationReport | None = None) -> _Staged | IngestOutcome:
         """Verify one record and check it against the index; nothing is written here."""
-        report = self.verifier.verify(pdf)
+        report = verified if verified is not None else self.verifier.verify(pdf)
         if not report.valid:
             reasons = "\n  - ".join(report.problems)
             raise ArchiveError(f"Hồ sơ {report.record_id} không được lưu trữ vì chưa hợp lệ:\n"
@@ -429,3 +436,4 @@ class Archive:
         return {"log_index": entry.log_index, "tree_size": sth.size,
                 "leaf_hash": self.log.leaf(entry.log_index).hex(),
                 "proof": [p.hex() for p in proof], "tree_head": sth.to_json()}
+

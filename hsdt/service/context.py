@@ -104,9 +104,14 @@ class ServiceContext:
         with self._signing, self.archive_lock():
             if self._archive is None:
                 self._archive = self.archive_factory()
-            bindings = bindings_for_school(session, school, self.clock()) if school else None
-            self._archive.verifier = Verifier(self.trust_roots, bindings, online=False)
+            self._archive.verifier = self.verifier_for(session, school)
             yield self._archive
+
+    def verifier_for(self, session: Session, school: OrgUnit | None) -> Verifier:
+        """The archive's verifier for a school's records (offline: the record's own DSS), to
+        verify before taking the archive's lock — only storing needs it."""
+        bindings = bindings_for_school(session, school, self.clock()) if school else None
+        return Verifier(self.trust_roots, bindings, online=False)
 
     def close(self) -> None:
         for key in self._keys.values():

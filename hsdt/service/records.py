@@ -335,9 +335,13 @@ def _archive(session: Session, ctx: ServiceContext, rev: DocumentRevision) -> No
     if old is not None:
         old_entry = session.scalars(select(ArchiveEntry).where(
             ArchiveEntry.document_revision_id == old.id, ArchiveEntry.renewed_from.is_(None))).first()
+    pdf = ctx.workspace.get(rev.pdf_sha256 or "")
+    # Verified before the archive's lock: several workers verify at once, and only the
+    # store, log and index of one record at a time are serialised.
+    report = ctx.verifier_for(session, rev.document.school).verify(pdf)
     with ctx.archive_for(session, rev.document.school) as archive:
-        entry, _report = archive.ingest(ctx.workspace.get(rev.pdf_sha256 or ""),
-                                        supersedes=old_entry.sha256 if old_entry else None)
+        entry, _report = archive.ingest(pdf, supersedes=old_entry.sha256 if old_entry else None,
+                                        verified=report)
     checkpoint("finish:archived", rev.document.record_id)
     row = session.get(ArchiveEntry, entry.sha256)
     if row is None:
