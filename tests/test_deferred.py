@@ -383,3 +383,37 @@ def test_signed_attributes_embedded_verbatim(world: World, deferred: DeferredSig
                if s.field_name == field)
     embedded = cms.CMSAttributes.load(prep.to_be_signed)
     assert sig.signer_info["signed_attrs"].contents == embedded.contents
+
+
+def test_completion_judges_the_certificate_again_without_parsing_the_record_again(
+        world: World, deferred: DeferredSigner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same process prepared these very bytes: completing re-judges the certificate (a
+    binding withdrawn meanwhile is refused) but does not parse the record a second time; a
+    process that did not prepare them (after a restart) checks everything again."""
+    from hsdt.signing import pades
+    from hsdt.signing.bindings import CertificateBindings
+
+    rec = world.records[2]
+    pdf, field, hr = _certified(world, rec)
+    reads: list[int] = []
+    original = pades.read_record
+    monkeypatch.setattr(pades, "read_record", lambda data: reads.append(1) or original(data))
+    first = _prepare(deferred, world, pdf, field, hr, rec)
+    second = _prepare(deferred, world, pdf, field, hr, rec)
+    assert len(reads) == 2
+    value = _client_sign(_client_key(world, hr), first)
+    bindings = world.signer.env.bindings
+    fp = world.pki.identity(hr).fingerprint_sha256
+    world.signer.env.bindings = CertificateBindings(
+        {k: v for k, v in bindings.by_fingerprint.items() if k != fp})
+    try:
+        _refused("cert_unbound", deferred.complete, first.state, value, record=pdf)
+    finally:
+        world.signer.env.bindings = bindings
+    assert len(reads) == 2  # judged from the remembered field, not from a new parse
+    signed = deferred.complete(second.state, _client_sign(_client_key(world, hr), second), record=pdf)
+    assert len(reads) == 2 and field in read_record(signed).filled_fields
+    fresh = DeferredSigner(world.signer)  # another process: nothing remembered
+    again = _prepare(deferred, world, pdf, field, hr, rec)
+    fresh.complete(again.state, _client_sign(_client_key(world, hr), again), record=pdf)
+    assert len(reads) == 4  # its own preparation, and the full check of the fresh signer

@@ -48,6 +48,7 @@ from pyhanko.sign.signers.pdf_cms import ExternalSigner, PdfCMSSignedAttributes
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from hsdt.domain.errors import SigningRefused
+from hsdt.domain.plans import FieldAssignment
 from hsdt.signing.appearance import VN_TZ
 from hsdt.signing.keys import SigningKey, fingerprint
 from hsdt.signing.pades import RecordSigner, _writer
@@ -269,6 +270,9 @@ class DeferredSigner:
         self.ttl = ttl
         self.clock = clock or signer.env.clock
         self._reserved: dict[str, int] = {}  # cert fingerprint → hex digits to reserve
+        # (record SHA-256, field, expected data lock) → the field, for records whose checks
+        # drawn from the file itself passed at preparation: see complete().
+        self._file_checked: dict[tuple[str, str, str | None], FieldAssignment] = {}
 
     # -- first half -----------------------------------------------------------------------
     def prepare(self, pdf: bytes, field_name: str, signer_cert: x509.Certificate,
@@ -282,6 +286,8 @@ class DeferredSigner:
         # 1. The same rules as a server signature, in the same order.
         record_state, target = self.signer.check_can_sign(pdf, field_name, signer_cert, chain,
                                                           expected_data_sha256=expected_data_sha256)
+        record_sha256 = hashlib.sha256(pdf).hexdigest()
+        self._remember(record_sha256, field_name, expected_data_sha256, target)
         mechanism = _mechanism_for(signer_cert)
         now = self.clock()
         # 2. The signer pyHanko drives: it knows the certificate and the size of a
@@ -324,7 +330,7 @@ class DeferredSigner:
         ds = DeferredState(
             id=secrets.token_hex(16), record_id=record_state.record_id, field_name=field_name,
             created_at=now, expires_at=now + self.ttl,
-            record_sha256=hashlib.sha256(pdf).hexdigest(), record_length=len(pdf),
+            record_sha256=record_sha256, record_length=len(pdf),
             expected_data_sha256=expected_data_sha256, digest_algorithm=DIGEST_ALGORITHM,
             signature_mechanism=mechanism, cert=signer_cert.dump(),
             chain=tuple(c.dump() for c in chain), signed_attrs=tbs,
@@ -334,6 +340,12 @@ class DeferredSigner:
             id=ds.id, record_id=ds.record_id, field_name=field_name,
             record_sha256=ds.record_sha256, to_be_signed=tbs, digest_algorithm=DIGEST_ALGORITHM,
             signature_mechanism=mechanism, expires_at=ds.expires_at, state=ds.to_bytes())
+
+    def _remember(self, record_sha256: str, field_name: str, expected: str | None,
+                  target: FieldAssignment) -> None:
+        if len(self._file_checked) >= _FILE_CHECKS_KEPT:
+            self._file_checked.pop(next(iter(self._file_checked)))  # the oldest
+        self._file_checked[(record_sha256, field_name, expected)] = target
 
     # -- second half ----------------------------------------------------------------------
     def complete(self, state: bytes | DeferredState, signature_value: bytes, *,
@@ -371,8 +383,15 @@ class DeferredSigner:
                                         signature_value)
         # 5. The rules again: the record bytes are the same, but bindings, revocation and
         #    time may have moved (revocation is cached per batch, as for server signing).
-        self.signer.check_can_sign(record, ds.field_name, cert, chain,
-                                   expected_data_sha256=ds.expected_data_sha256)
+        #    What the file itself decides (data lock, field, plan order, form lock) is a
+        #    function of its bytes: when this process checked these very bytes at preparation,
+        #    only the certificate is judged again — no second parse of the record.
+        target = self._file_checked.get((ds.record_sha256, ds.field_name, ds.expected_data_sha256))
+        if target is None:
+            self.signer.check_can_sign(record, ds.field_name, cert, chain,
+                                       expected_data_sha256=ds.expected_data_sha256)
+        else:
+            self.signer.check_certificate_for(cert, chain, target)
         # 6. CMS with the signature timestamp (B-T), into the reserved space.
         ext = ExternalSigner(cert, SimpleCertificateStore.from_certs(chain), signature_value=value)
         signed_cms = self.signer.run(ext.async_sign_prescribed_attributes(
@@ -385,6 +404,10 @@ class DeferredSigner:
         PreparedByteRangeDigest(ds.document_digest, ds.reserved_start,
                                 ds.reserved_end).fill_with_cms(out, der)
         return out.getvalue()
+
+
+_FILE_CHECKS_KEPT = 4096
+"""Preparations remembered per process: a few classes' worth; older ones are parsed again."""
 
 
 def _byte_range_digest(prepared: bytes, ds: DeferredState) -> bytes:
