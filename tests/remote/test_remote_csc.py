@@ -18,7 +18,10 @@ import pytest
 from api.service_world import PASSWORD as SERVICE_PASSWORD
 from api.service_world import Service, serve_app
 
+from hsdt.service import remote_signing
 from hsdt.signing import testpki
+from hsdt.signing.remote.csc import CscClient
+from hsdt.signing.remote.providers import CscProviderConfig
 
 from .csc_double import CredentialSpec, CscServer, running_csc
 from .remote_world import (
@@ -193,20 +196,34 @@ def test_a_connection_dropped_mid_batch_loses_nothing_and_signs_nothing_twice(
 
 
 def test_csc_v2_and_an_expired_sad_is_authorised_again(csc_world: CscWorld) -> None:
+    """The SAD expires between two signHash calls of the batch (the double expires it right
+    after the first call returns): the service authorises the rest again, with the PIN it was
+    given for this batch, and the batch completes."""
     w = csc_world
     w.csc.reset()
-    w.csc.settings(sad_ttl_s=0.3)  # expires while the first 20 records are being completed
-    try:
-        status, out = _sign(w, "GV007", provider="mysign2")
-    finally:
-        w.csc.settings(sad_ttl_s=300)
-    assert status == 200, out
-    assert out["signed"] == STUDENTS and out["failed"] == 0, out
-    assert out["authorizations"] >= 2, out
-    assert any("expired" in str(e.get("error_description", "")).lower() or e.get("status") == 400
-               for e in w.csc.calls("signatures/signHash")), w.csc.calls("signatures/signHash")
-    assert_signed_and_intact(w.svc, "GV007", w.tmp)
+    cfg = w.svc.ctx.remote.get("mysign2")
+    assert isinstance(cfg, CscProviderConfig)
 
+    def factory(c: CscProviderConfig) -> CscClient:
+        client = cfg.client("mysign2")
+        sign = client.sign_hashes
+
+        def then_expire(*a: object, **kw: object) -> list[bytes]:
+            out = sign(*a, **kw)  # type: ignore[arg-type]
+            w.csc.expire_sads()
+            return out
+
+        client.sign_hashes = then_expire  # type: ignore[method-assign]
+        return client
+
+    result = remote_signing.sign_with_csc(w.svc.ctx, w.svc.user("GV007").id, "mysign2", pin=PIN,
+                                          password=PASSWORD, client_factory=factory)
+    assert result.count("signed") == STUDENTS and result.count("failed") == 0, result.items[:3]
+    assert result.authorizations == 2  # 20 hashes per call: once, then again for the last 20
+    refused = [e for e in w.csc.calls("signatures/signHash") if e.get("status") == 400]
+    assert len(refused) == 1 and "expired" in str(refused[0].get("error_description", "")).lower(), refused
+    assert [e["api"] for e in w.csc.calls("credentials/authorize")] == ["v2", "v2"]
+    assert_signed_and_intact(w.svc, "GV007", w.tmp)
 
 def test_the_plan_order_and_the_assignment_hold_as_for_a_token(csc_world: CscWorld) -> None:
     """The homeroom teacher's fields open only after the subject teachers'; another teacher's
