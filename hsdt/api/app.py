@@ -169,10 +169,10 @@ def create_app(ctx: ServiceContext) -> FastAPI:
                                 user=user.username, full_name=user.full_name)
 
     @app.post(f"{API}/auth/logout", status_code=204, tags=["Đăng nhập"])
-    def sign_out(session: DB, me: Me,
+    def sign_out(session: DB, me: Me, ip: IP,
                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Response:
         if creds is not None:
-            auth.sign_out(session, creds.credentials)
+            auth.sign_out(session, creds.credentials, ip=ip, now=ctx.clock())
         return Response(status_code=204)
 
     # -- bundles and records ---------------------------------------------------------------

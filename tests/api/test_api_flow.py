@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import subprocess
 
+import httpx
 from sqlalchemy import select
 
 from hsdt.agent import ApiClient, open_token_key, run_agent
-from hsdt.db.models import SchoolClass
+from hsdt.db.models import AuditEntry, SchoolClass
 from hsdt.domain.bundles import bundle_json
 
 from .service_world import PASSWORD, Service
@@ -80,3 +81,16 @@ def test_class_from_bundle_to_archive(service: Service, tmp_path) -> None:  # ty
         assert page.status_code == 200 and "Hồ sơ hợp lệ" in page.text
         assert service.bundle.students[0].full_name not in page.text  # minimal disclosure
         assert anon.get("/v/hoc_ba_thcs.KHONG-CO").status_code == 404
+
+
+def test_signing_out_over_http_is_audited_with_the_address(service: Service) -> None:
+    signed_in = httpx.post(f"{service.url}/api/v1/auth/token",
+                           json={"username": service.username("vanthu"), "password": PASSWORD})
+    token = signed_in.json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.post(f"{service.url}/api/v1/auth/logout", headers=headers).status_code == 204
+    assert httpx.get(f"{service.url}/api/v1/signatures/pending", headers=headers).status_code == 401
+    with service.sessions() as s:
+        out = s.scalars(select(AuditEntry).where(AuditEntry.action == "sign_out")
+                        .order_by(AuditEntry.id.desc())).first()
+    assert out is not None and out.actor == service.username("vanthu") and out.ip == "127.0.0.1"
