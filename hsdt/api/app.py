@@ -36,7 +36,7 @@ from hsdt.db.models import (
 from hsdt.db.scope import Action, StepFacts, Target, visible_documents
 from hsdt.domain.errors import BundleRejected, HsdtError, SigningRefused
 from hsdt.domain.plans import Role as PlanRole
-from hsdt.service import corrections, progress, records, signatures, windows
+from hsdt.service import certificates, corrections, progress, records, signatures, windows
 from hsdt.service.context import ServiceContext
 from hsdt.service.errors import NotFound, Refused
 from hsdt.service.guard import require, require_target, transaction
@@ -363,6 +363,20 @@ def create_app(ctx: ServiceContext) -> FastAPI:
             verifier = Verifier(ctx.trust_roots, archive.verifier.bindings, online=False)
             return verifier.verify(pdf).to_json()
 
+    # -- certificates (Điều 10: one person's key, bound by the unit's administrator) --------
+    @app.post(f"{API}/users/{{user_id}}/certificates", response_model=schemas.CertificateOut,
+              status_code=201, tags=["Tài khoản"])
+    def bind_certificate(user_id: Id, body: schemas.CertificateIn, session: DB, me: Me, ip: IP) -> Any:
+        der = signatures.b64decode(body.certificate, "Chứng thư")
+        return certificates.view(certificates.bind(session, me, user_id, der, ctx.clock(), ip=ip))
+
+    @app.post(f"{API}/certificates/{{fingerprint}}/withdraw", response_model=schemas.CertificateOut,
+              tags=["Tài khoản"])
+    def withdraw_certificate(fingerprint: Annotated[str, Path(pattern="^[0-9a-fA-F]{64}$")],
+                             body: schemas.WithdrawIn, session: DB, me: Me, ip: IP) -> Any:
+        row = certificates.withdraw(session, me, fingerprint, body.reason, ctx.clock(), ip=ip)
+        return certificates.view(row)
+
     # -- the public page behind a record's QR code (no sign-in) ----------------------------
     @app.get("/v/{record_id}", response_class=HTMLResponse, tags=["Công khai"])
     def public_page(record_id: str) -> HTMLResponse:
@@ -431,6 +445,8 @@ SUMMARIES = {
     "public_page": "Trang xác minh công khai (mở từ mã QR)",
     "public_json": "Kết quả xác minh công khai (JSON)",
     "health": "Kiểm tra dịch vụ đang chạy",
+    "bind_certificate": "Đăng ký chứng thư số cho một tài khoản (quản trị viên đơn vị)",
+    "withdraw_certificate": "Thu hồi chứng thư số đã đăng ký, nêu lý do",
 }
 """Route name → Vietnamese summary; a route without one fails tests/api/test_openapi.py."""
 

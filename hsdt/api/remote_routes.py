@@ -11,15 +11,14 @@ from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import BackgroundTasks, Depends, FastAPI, Path, Request, Response
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from hsdt.api import schemas
-from hsdt.db.models import OrgUnit, RoleAssignment, User
+from hsdt.db.models import User
 from hsdt.db.scope import Action
 from hsdt.service import remote_signing
+from hsdt.service.certificates import home_unit
 from hsdt.service.context import ServiceContext
-from hsdt.service.errors import NotFound
 from hsdt.service.guard import require, transaction
 
 API = "/api/v1"
@@ -80,12 +79,7 @@ def add_remote_routes(router: FastAPI, ctx: ServiceContext, me_id: Callable[...,
         with transaction(ctx.sessions) as session:
             admin = session.get(User, me)
             assert admin is not None
-            unit_ids = session.scalars(select(RoleAssignment.org_unit_id).where(
-                RoleAssignment.user_id == user_id, RoleAssignment.revoked_at.is_(None))).all()
-            unit = session.get(OrgUnit, unit_ids[0]) if unit_ids else None
-            if unit is None:
-                raise NotFound(f"Không có tài khoản {user_id}.")
-            require(session, admin, Action.MANAGE_USERS, unit, ip=ip)
+            require(session, admin, Action.MANAGE_USERS, home_unit(session, user_id), ip=ip)
         remote_signing.link_account(ctx, user_id, provider, body.account, body.credential_id)
         return Response(status_code=204)
 

@@ -207,3 +207,24 @@ class RemoteAccountIn(_In):
     account: str = Field(min_length=1, max_length=200,
                          description="Mã tài khoản của người dùng tại nhà cung cấp")
     credential_id: str | None = Field(default=None, max_length=200)
+
+
+# -- certificates -----------------------------------------------------------------------------
+class CertificateIn(_In):
+    certificate: str = Field(min_length=1, max_length=65536, description="Chứng thư số (DER, mã hoá base64)")
+
+
+class WithdrawIn(_In):
+    reason: str = Field(min_length=1, max_length=200, description="Lý do thu hồi")
+
+
+class CertificateOut(BaseModel):
+    fingerprint: str
+    user_id: int | None
+    subject: str
+    issuer: str
+    serial: str
+    not_before: datetime
+    not_after: datetime
+    revoked: bool
+    revocation_reason: str | None

@@ -133,6 +133,8 @@ OWN = table("""
     remote_csc            ok     ok     ok     ok     ok     ok     ok
     remote_approval       404    404    404    404    404    ok     404
     link_remote_account   ok     ok     ok     403    403    403    403
+    bind_certificate      ok     ok     ok     403    403    403    403
+    withdraw_certificate  ok     ok     ok     403    403    403    403
     ====================  =====  =====  =====  =====  =====  =====  ======
 """)
 
@@ -214,6 +216,8 @@ OTHER_DISTRICT = table("""
     remote_csc            ok     ok     ok     ok     ok     ok     ok
     remote_approval       404    404    404    404    404    404    404
     link_remote_account   ok     404    404    404    404    404    404
+    bind_certificate      ok     404    404    404    404    404    404
+    withdraw_certificate  ok     404    404    404    404    404    404
     ====================  =====  =====  =====  =====  =====  =====  ======
 """)
 
@@ -261,6 +265,8 @@ OTHER_PROVINCE = table("""
     remote_csc            ok     ok     ok     ok     ok     ok     ok
     remote_approval       404    404    404    404    404    404    404
     link_remote_account   404    404    404    404    404    404    404
+    bind_certificate      404    404    404    404    404    404    404
+    withdraw_certificate  404    404    404    404    404    404    404
     ====================  =====  =====  =====  =====  =====  =====  ======
 """)
 
@@ -587,6 +593,13 @@ REQUESTS: dict[str, Callable[[Matrix, Targets], Req]] = {
     "remote_approval": lambda m, t: Req("GET", f"{API}/signatures/remote/approvals/{t.approval_id}"),
     "link_remote_account": lambda m, t: Req("PUT", f"{API}/users/{t.user_id}/remote-accounts/matrix",
                                             json={"account": "079000000001"}),
+    # A key too weak to register, and a withdrawal without a reason: refused (422) only after
+    # the permission check, so that the allowed cells change nothing.
+    "bind_certificate": lambda m, t: Req("POST", f"{API}/users/{t.user_id}/certificates", json={
+        "certificate": base64.b64encode(m.service.pki.identity("weak_rsa").cert.dump()).decode()}),
+    "withdraw_certificate": lambda m, t: Req(
+        "POST", f"{API}/certificates/{m.service.pki.identity('GV003').fingerprint_sha256}/withdraw",
+        json={"reason": " "}),
 }
 
 FORBIDDEN_CODES = {"role_lacks_action", "outside_assignment"}
