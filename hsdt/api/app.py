@@ -364,13 +364,13 @@ def create_app(ctx: ServiceContext) -> FastAPI:
             return verifier.verify(pdf).to_json()
 
     # -- certificates (Điều 10: one person's key, bound by the unit's administrator) --------
-    @app.post(f"{API}/users/{{user_id}}/certificates", response_model=schemas.CertificateOut,
+    @app.post(f"{API}/users/{{user_id}}/certificates", response_model=certificates.CertificateView,
               status_code=201, tags=["Tài khoản"])
     def bind_certificate(user_id: Id, body: schemas.CertificateIn, session: DB, me: Me, ip: IP) -> Any:
         der = signatures.b64decode(body.certificate, "Chứng thư")
         return certificates.view(certificates.bind(session, me, user_id, der, ctx.clock(), ip=ip))
 
-    @app.post(f"{API}/certificates/{{fingerprint}}/withdraw", response_model=schemas.CertificateOut,
+    @app.post(f"{API}/certificates/{{fingerprint}}/withdraw", response_model=certificates.CertificateView,
               tags=["Tài khoản"])
     def withdraw_certificate(fingerprint: Annotated[str, Path(pattern="^[0-9a-fA-F]{64}$")],
                              body: schemas.WithdrawIn, session: DB, me: Me, ip: IP) -> Any:

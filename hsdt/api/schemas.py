@@ -216,15 +216,3 @@ class CertificateIn(_In):
 
 class WithdrawIn(_In):
     reason: str = Field(min_length=1, max_length=200, description="Lý do thu hồi")
-
-
-class CertificateOut(BaseModel):
-    fingerprint: str
-    user_id: int | None
-    subject: str
-    issuer: str
-    serial: str
-    not_before: datetime
-    not_after: datetime
-    revoked: bool
-    revocation_reason: str | None
