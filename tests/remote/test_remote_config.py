@@ -69,6 +69,7 @@ def test_csc_v2_with_oauth2_client_credentials_and_an_ec_key(world, tmp_path: Pa
                                         pin="1234")
     digests = [hashlib.sha256(f"hồ sơ {i}".encode()).digest() for i in range(5)]
     with running_csc(tmp_path, [spec]) as csc, CscClient(csc.base_url, version=2, auth="oauth2_client") as c:
+        assert str(c.info()["specs"]).startswith("2.")  # the service answers as CSC v2
         with pytest.raises(RemoteSigningError):
             c.login("hsdt-school", "wrong")
         c.login("hsdt-school", "s3cret")
