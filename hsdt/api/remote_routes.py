@@ -30,7 +30,7 @@ def _batch_out(result: remote_signing.BatchResult) -> schemas.RemoteBatchOut:
         provider=result.provider, signed=result.count("signed"), refused=result.count("refused"),
         failed=result.count("failed"), pending=result.count("pending"), authorizations=result.authorizations,
         approval_id=result.approval_id, approval_state=result.approval_state, expires_at=result.expires_at,
-        items=[schemas.RemoteItemOut(**vars(i)) for i in result.items])
+        items=result.items)
 
 
 def add_remote_routes(router: FastAPI, ctx: ServiceContext, me_id: Callable[..., int],
@@ -41,7 +41,7 @@ def add_remote_routes(router: FastAPI, ctx: ServiceContext, me_id: Callable[...,
     @router.get(f"{API}/remote/providers", tags=TAGS, response_model=list[schemas.ProviderOut])
     def remote_providers(me: MeId) -> Any:
         return [schemas.ProviderOut(name=n, kind=c.kind, display_name=c.display_name,
-                                    needs_password=getattr(c, "auth", None) == "basic")
+                                    needs_password=c.needs_password)
                 for n, c in sorted(ctx.remote.providers.items())]
 
     @router.post(f"{API}/signatures/remote/csc", tags=TAGS, response_model=schemas.RemoteBatchOut)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hsdt.db.models import WindowKind, WitnessCapacity
 from hsdt.domain.schema import Term
+from hsdt.service.remote_signing import ItemResult
 
 
 class _In(BaseModel):
@@ -181,15 +182,6 @@ class CscSignIn(RemoteBatchIn):
     credential_id: str | None = Field(default=None, max_length=200)
 
 
-class RemoteItemOut(BaseModel):
-    step_id: int
-    record_id: str | None
-    field_name: str | None
-    outcome: str = Field(description="signed | refused | failed | pending")
-    code: str | None = None
-    message: str | None = None
-
-
 class RemoteBatchOut(BaseModel):
     provider: str
     signed: int
@@ -200,7 +192,7 @@ class RemoteBatchOut(BaseModel):
     approval_id: str | None = None
     approval_state: str | None = None
     expires_at: datetime | None = None
-    items: list[RemoteItemOut]
+    items: list[ItemResult]
 
 
 class RemoteAccountIn(_In):

@@ -36,6 +36,7 @@ from hsdt.db.models import (
     OPEN_APPROVAL_STATES,
     ApprovalState,
     CallbackReceipt,
+    Certificate,
     RemoteAccount,
     RemoteApproval,
     SignatureStep,
@@ -238,8 +239,6 @@ def _credential(ctx: ServiceContext, actor_id: int, client: CscClient, wanted: s
         raise RemoteSigningError(f"Tài khoản không có khoá ký nào tại «{client.name}».", code="no_credential")
     credentials = [client.credential(i) for i in ids]
     with transaction(ctx.sessions) as session:
-        from hsdt.db.models import Certificate
-
         mine = set(session.scalars(select(Certificate.fingerprint).where(Certificate.user_id == actor_id)))
     return next((c for c in credentials if c.fingerprint in mine), credentials[0])
 

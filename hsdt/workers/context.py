@@ -22,13 +22,12 @@ from pathlib import Path
 from hsdt.archive.factory import open_store
 from hsdt.archive.ingest import Archive
 from hsdt.archive.store import ObjectStore
-from hsdt.domain.canonical import sha256_hex
 from hsdt.domain.plans import FieldAssignment, Role
 from hsdt.signing import testpki
 from hsdt.signing.bindings import CertificateBindings
 from hsdt.signing.keys import SigningKey
 from hsdt.signing.pades import RecordSigner, SigningEnvironment
-from hsdt.signing.verification import VerificationReport, Verifier
+from hsdt.signing.verification import Verifier
 from hsdt.workers.files import exclusive
 
 ARCHIVE_LOCK = "workers.lock"
@@ -113,28 +112,6 @@ def signing_context(pki_dir: str) -> SigningContext:
     return ctx
 
 
-@dataclass
-class PreverifyingVerifier(Verifier):
-    """A verifier that can be asked in advance, so the archive's writer lock stays short.
-
-    Verifying a sealed record takes most of an ingest (~0.4 s); storing it, appending to the
-    log and committing the index take milliseconds. The ingest task verifies first, outside
-    the lock, and the archive's own check (it still calls :meth:`verify` and still refuses
-    an invalid record) receives that report for exactly those bytes — once.
-    """
-
-    _ready: dict[str, VerificationReport] = field(default_factory=dict, repr=False)
-
-    def preverify(self, pdf: bytes) -> VerificationReport:
-        report = super().verify(pdf)
-        self._ready[sha256_hex(pdf)] = report
-        return report
-
-    def verify(self, pdf: bytes) -> VerificationReport:
-        ready = self._ready.pop(sha256_hex(pdf), None)
-        return ready if ready is not None else super().verify(pdf)
-
-
 _archives: dict[tuple[str, str | None], Archive] = {}
 
 
@@ -179,8 +156,8 @@ def archive_for(archive_root: str, pki_dir: str | None) -> Archive:
     if archive is None:
         roots, bindings = _trust(pki_dir)
         store, retain_until = _store(Path(archive_root))
-        verifier = PreverifyingVerifier(trust_roots=roots, bindings=bindings, online=False)
-        archive = Archive(store, Path(archive_root), verifier, retain_until=retain_until)  # type: ignore[arg-type]
+        verifier = Verifier(trust_roots=roots, bindings=bindings, online=False)
+        archive = Archive(store, Path(archive_root), verifier, retain_until=retain_until)
         _archives[key] = archive
     return archive
 

@@ -287,18 +287,13 @@ def ingest_record(self: HsdtTask, pdf_path: str | None, job: Job) -> dict[str, A
         entry = archive.index.by_sha(digest)
     did = "skip"
     if entry is None:
-        verifier = archive.verifier
-        if not isinstance(verifier, context.PreverifyingVerifier):  # archive_for makes them so
-            raise TypeError(f"unexpected verifier {type(verifier).__name__}")
-        verifier.preverify(data)  # the slow part, outside the lock
+        report = archive.verifier.verify(data)  # the slow part, outside the lock
         with context.archive_lock(root):
             archive.recover()
             entry = archive.index.by_sha(digest)
-            if entry is None:
-                entry, _report = archive.ingest(data)
+            if entry is None:  # else another delivery won meanwhile
+                entry, _report = archive.ingest(data, verified=report)
                 did = "work"
-            else:
-                verifier.verify(data)  # consume the prepared report: another delivery won
     checkpoint("ingest:stored", job["record_id"])
     journal(work, "ingest", did, input=digest, record_id=job["record_id"], run=job.get("run"),
             log_index=entry.log_index)

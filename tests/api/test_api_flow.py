@@ -15,29 +15,37 @@ from hsdt.domain.bundles import bundle_json
 from .service_world import PASSWORD, Service
 
 
-def sign_class(svc: Service) -> None:
+def sign_class(svc: Service, records: int | None = None) -> None:
+    """Every teacher's agent in the plan's order, then the principal's token: each signs all
+    that waits for them, which is ``records`` records' worth (default: the whole class)."""
     b = svc.bundle
+    records = len(b.students) if records is None else records
     principal, homeroom = b.school.principal_id, b.class_.homeroom_teacher_id
     for t in b.teachers:
         if t.id not in (principal, homeroom):
             result = svc.sign_as(t.id)
             assert not result.failed, result.failed
             subjects = sum(1 for a in b.assignments if a.teacher_id == t.id)
-            assert len(result.signed) == subjects * len(b.students), t.id
+            assert len(result.signed) == subjects * records, (t.id, result.signed)
     result = svc.sign_as(homeroom)
     assert not result.failed, result.failed
+    subjects = sum(1 for a in b.assignments if a.teacher_id == homeroom)
+    assert len(result.signed) == (subjects + 1) * records
     # The principal's key lives in SoftHSM2; the agent asks for the PIN once.
     pki = svc.pki
     ident = pki.identity(principal)
     pki.activate_softhsm()
     api = ApiClient(svc.url)
-    api.sign_in(svc.username(principal), PASSWORD)
-    result = run_agent(api, lambda: open_token_key(
-        pki.pkcs11_lib, pki.token_label, ident.pkcs11_key_label or "", pki.user_pin, list(ident.chain)))
-    api.close()
+    try:
+        api.sign_in(svc.username(principal), PASSWORD)
+        result = run_agent(api, lambda: open_token_key(
+            pki.pkcs11_lib, pki.token_label, ident.pkcs11_key_label or "", pki.user_pin,
+            list(ident.chain)))
+    finally:
+        api.close()
     assert not result.failed, result.failed
     assert result.pin_prompts == 1
-    assert len(result.signed) == len(b.students)
+    assert len(result.signed) == records
 
 
 def test_class_from_bundle_to_archive(service: Service, tmp_path) -> None:  # type: ignore[no-untyped-def]

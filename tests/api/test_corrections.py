@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hsdt.agent import ApiClient, open_token_key, run_agent
 from hsdt.db.models import (
     AuditEntry,
     Correction,
@@ -30,41 +29,11 @@ from hsdt.db.models import (
 )
 from hsdt.domain.bundles import bundle_json
 
-from .service_world import PASSWORD, Service
+from .service_world import Service
 from .test_api_flow import sign_class
 
 NEW_REMARK = "Đã tiến bộ rõ rệt trong học kì II; chăm chỉ, giúp đỡ bạn bè (nhận xét đã điều chỉnh)."
 REASON = "Nhận xét cuối năm của giáo viên chủ nhiệm ghi nhầm từ học sinh khác."
-
-
-def sign_round(svc: Service, records: int) -> None:
-    """Every teacher's agent in the plan's order, then the principal's token: each signs all
-    that waits for them, which is ``records`` records' worth."""
-    b = svc.bundle
-    principal, homeroom = b.school.principal_id, b.class_.homeroom_teacher_id
-    for t in b.teachers:
-        if t.id not in (principal, homeroom):
-            result = svc.sign_as(t.id)
-            assert not result.failed, result.failed
-            subjects = sum(1 for a in b.assignments if a.teacher_id == t.id)
-            assert len(result.signed) == subjects * records, (t.id, result.signed)
-    result = svc.sign_as(homeroom)
-    assert not result.failed, result.failed
-    subjects = sum(1 for a in b.assignments if a.teacher_id == homeroom)
-    assert len(result.signed) == (subjects + 1) * records
-    pki = svc.pki
-    ident = pki.identity(principal)
-    pki.activate_softhsm()
-    api = ApiClient(svc.url)
-    try:
-        api.sign_in(svc.username(principal), PASSWORD)
-        result = run_agent(api, lambda: open_token_key(
-            pki.pkcs11_lib, pki.token_label, ident.pkcs11_key_label or "", pki.user_pin,
-            list(ident.chain)))
-    finally:
-        api.close()
-    assert not result.failed, result.failed
-    assert len(result.signed) == records
 
 
 @dataclass
@@ -154,7 +123,7 @@ def applied(requested: Story) -> Story:
 
 @pytest.fixture(scope="module")
 def resigned(applied: Story) -> Story:
-    sign_round(applied.svc, records=1)
+    sign_class(applied.svc, records=1)
     return applied
 
 

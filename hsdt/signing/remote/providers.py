@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -51,6 +51,11 @@ class CscProviderConfig(_Base):
     """OAuth2 client credentials (``auth = "oauth2_client"``): the service's own client id."""
     client_secret_env: str | None = None
 
+    @property
+    def needs_password(self) -> bool:
+        """The teacher types their own provider password (HTTP Basic login)."""
+        return self.auth == "basic"
+
     def client(self, name: str) -> CscClient:
         return CscClient(self.base_url, name=self.display_name or name, version=self.csc_version,
                          auth=self.auth, timeout_s=self.timeout_s, retry=self.retry)
@@ -74,6 +79,7 @@ class SmartCaProviderConfig(_Base):
     poll_interval_s: float = Field(default=5.0, gt=0)
     """First wait between two polls of a pending approval; doubles up to the maximum."""
     poll_max_interval_s: float = Field(default=60.0, gt=0)
+    needs_password: ClassVar[bool] = False  # the service signs in as itself (sp_id)
 
     def provider(self, name: str) -> SmartCaProvider:
         return SmartCaProvider(name, self.base_url, self.sp_id,
