@@ -334,8 +334,9 @@ def test_legal_hold(store: S3ObjectLockStore, raw: Any, bucket: str) -> None:
     assert code_of(exc) == ("AccessDenied", 403)
 
     later = new_key()  # a hold asked for on redelivery is added to the archived version
-    first = store.put_locked(later, b"held later", retain_until=soon())
-    assert store.put_locked(later, b"held later", retain_until=soon(), legal_hold=True) == first
+    until = soon()  # one date for both calls: a later second would (rightly) extend the lock
+    first = store.put_locked(later, b"held later", retain_until=until)
+    assert store.put_locked(later, b"held later", retain_until=until, legal_hold=True) == first
     hold = raw.get_object_legal_hold(Bucket=bucket, Key=later, VersionId=first.version_id)
     assert hold["LegalHold"]["Status"] == "ON"
 
