@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.report import Reporter
+from bench.report import BenchError, Reporter
 from hsdt.domain.bundles import bundle_json, lock_bundle, locked_json
 from hsdt.domain.sample import sample_bundle
 from hsdt.signing import testpki
@@ -30,7 +30,7 @@ def _tests_on_path() -> None:
             sys.path.insert(0, str(p))
 
 
-def workers_scaling(tmp: Path, rep: Reporter, students: int) -> None:
+def workers_scaling(tmp: Path, rep: Reporter, students: int, rounds: int = 3) -> None:
     _tests_on_path()
     from workers.workerkit import running  # type: ignore[import-not-found]
 
@@ -42,23 +42,33 @@ def workers_scaling(tmp: Path, rep: Reporter, students: int) -> None:
     path.write_bytes(locked_json(locked))
     pki = testpki.provision(tmp / "pki", [testpki.Person(t.id, t.full_name) for t in bundle.teachers],
                             bundle.school.code, bundle.school.name, hsm_people={bundle.school.principal_id})
-    rates: dict[int, float] = {}
+    rates: dict[int, list[float]] = {1: [], 2: []}
     with testpki.serve(pki, mode="subprocess"):
-        for n in (1, 2):
-            (tmp / f"w{n}").mkdir()
-            with running("redis", tmp / f"w{n}") as run:
-                run.workers.start(n)
-                t0 = time.monotonic()
-                job = process_class(path, tmp / f"work{n}", tmp / f"archive{n}", pki.workdir, app=run.app)
-                outcome = job.wait(timeout=1800)
-                seconds = time.monotonic() - t0
+        # Alternating 1, 2, 1, 2, …: a slow spell of the machine falls on both sides.
+        for k in range(rounds):
+            for n in (1, 2):
+                run_dir = tmp / f"w{n}-{k}"
+                run_dir.mkdir()
+                with running("redis", run_dir) as run:
+                    # As a deployment names them: the keys the workers hold (warmed up at start).
+                    run.workers.start(n, extra_env={"HSDT_PKI_DIR": str(pki.workdir)})
+                    t0 = time.monotonic()
+                    job = process_class(path, run_dir / "work", run_dir / "archive", pki.workdir,
+                                        app=run.app)
+                    outcome = job.wait(timeout=1800)
+                    seconds = time.monotonic() - t0
                 if not outcome.complete:
-                    rep.comment(f"workers {n}: incomplete run {outcome.failed} {outcome.awaiting}")
-                rates[n] = len(outcome.archived) / seconds * 60
-                rep.figure(f"workers.records_per_min.{n}", rates[n], "records/min")
-    rep.figure("workers.scaling", rates[2] / rates[1], "x")
-    rep.comment(f"workers.scaling {rates[2] / rates[1]:.2f}x "
-                f"{'meets' if rates[2] / rates[1] >= 1.8 else 'misses'} the ≥ 1.8x target")
+                    raise BenchError(f"workers {n}: incomplete run {outcome.failed} {outcome.awaiting}")
+                rates[n].append(len(outcome.archived) / seconds * 60)
+    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    rep.figure("workers.records_per_min.1", one, "records/min")
+    rep.figure("workers.records_per_min.2", two, "records/min")
+    rep.figure("workers.scaling", two / one, "x")
+    each = ", ".join(f"{b / a:.2f}" for a, b in zip(rates[1], rates[2], strict=True))
+    rep.comment(f"  medians of {rounds} runs each (1 and 2 workers alternating; ratio of each pair: "
+                f"{each}); workers started and ready before the clock starts")
+    rep.comment(f"workers.scaling {two / one:.2f}x "
+                f"{'meets' if two / one >= 1.8 else 'misses'} the ≥ 1.8x target")
 
 
 def _postgres_database() -> str:

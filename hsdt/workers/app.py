@@ -75,6 +75,9 @@ def _config(s: WorkerSettings) -> dict[str, Any]:
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # A pool process warms up before it reports ready (fonts, a render, the server's
+        # keys: about a second, more on a loaded machine); Celery's default allows 4 s.
+        "worker_proc_alive_timeout": 60.0,
         "broker_connection_retry_on_startup": True,
         "task_soft_time_limit": s.soft_time_limit,
         "task_time_limit": s.time_limit,
@@ -149,6 +152,17 @@ _CHATTY_LOGGERS = ("fontTools", "pyhanko", "pyhanko_certvalidator", "weasyprint"
 def _quiet_chatty_libraries(**_: Any) -> None:
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@signals.worker_process_init.connect
+def _warm_up(**_: Any) -> None:
+    """Pay a pool process's one-time costs as it starts (see :func:`.context.warm_up`)."""
+    from celery import current_app
+
+    from hsdt.workers import context
+
+    settings = getattr(current_app, "hsdt_settings", None) or WorkerSettings.from_env()
+    context.warm_up(settings.pki_dir)
 
 
 @signals.worker_process_shutdown.connect

@@ -14,7 +14,9 @@ sessions (a TSA connection or an HSM session that failed once is not trusted aga
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ from hsdt.signing.verification import Verifier
 from hsdt.workers.files import exclusive
 
 ARCHIVE_LOCK = "workers.lock"
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,7 +56,19 @@ class SigningContext:
         return self.signer.env
 
     def key_for(self, f: FieldAssignment) -> SigningKey | None:
-        name = testpki.SEAL if f.role is Role.SCHOOL_SEAL else f.assignee
+        return self.key_named(testpki.SEAL if f.role is Role.SCHOOL_SEAL else f.assignee)
+
+    def open_keys(self) -> list[str]:
+        """Open every key the server holds for this PKI (the seal and the people's; not the
+        negative test cases); the names of their holders, as their stamps print them."""
+        holders = []
+        for ident in self.pki.identities():
+            key = self.key_named(ident.name) if ident.kind != "negative" else None
+            if key is not None:
+                holders.append(key.subject_name)
+        return holders
+
+    def key_named(self, name: str) -> SigningKey | None:
         if os.environ.get("SOFTHSM2_CONF") != str(self.pki.softhsm_conf):
             # Something in this process pointed SoftHSM2 at another token directory (tests
             # do), which re-initialises the library: sessions opened before are gone.
@@ -101,6 +116,39 @@ class SigningContext:
 
 
 _signing: dict[str, SigningContext] = {}
+
+
+def warm_up(pki_dir: Path | None = None) -> None:
+    """The one-time costs of a process's first record, paid when the process starts.
+
+    A fresh process's first record cost about a second more than the next ones: the stamp
+    font cut to the Vietnamese repertoire, WeasyPrint's fonts and the template compiled,
+    and, for each key the server holds, opening it and cutting its holder's stamp font.
+    Each worker process pays them once either way; paid here, they are not in the time of
+    the first class the worker is given. Keys are opened in the pool process itself, after
+    the fork (see above). A key that will not open is only logged: the task that needs it
+    fails with the reason and is retried, as it would have without a warm-up.
+    """
+    from hsdt.domain.bundles import lock_bundle
+    from hsdt.domain.records import records_for
+    from hsdt.domain.sample import sample_bundle
+    from hsdt.signing import appearance
+    from hsdt.workflow import render
+
+    started = time.perf_counter()
+    appearance.warm_up([])
+    record = records_for(lock_bundle(sample_bundle(seed=1, students=1), "khởi động worker"))[0]
+    render(record)
+    holders: list[str] = []
+    if pki_dir is not None:
+        try:
+            holders = signing_context(str(pki_dir)).open_keys()
+            appearance.warm_up(holders)
+        except Exception:  # a warm-up never stops a worker: the task that needs the key says why
+            _log.warning("Không mở trước được khoá ký trong %s (sẽ mở khi cần).", pki_dir,
+                         exc_info=True)
+    _log.info("Tiến trình worker đã khởi động sẵn: phông chữ, mẫu hồ sơ, %d khoá ký (%.1f s).",
+              len(holders), time.perf_counter() - started)
 
 
 def signing_context(pki_dir: str) -> SigningContext:
