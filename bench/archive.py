@@ -3,6 +3,7 @@ store's raw read throughput, and the transparency log's proofs at 10⁶ entries.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import uuid
@@ -44,7 +45,7 @@ def _s3_env() -> dict[str, str]:
 
 @dataclass
 class _TimedVerifier(Verifier):
-    """The archive's verifier, adding up the time it spends: the share of ingest it is."""
+    """A verifier adding up the time it spends: verification alone, one process."""
 
     seconds: float = 0.0
 
@@ -83,7 +84,7 @@ def _raw_read(client: Any, bucket: str, entries: list[ArchiveEntry], readers: in
             pass
 
 
-def run(workdir: Path, rep: Reporter, records: int = 12) -> None:
+def run(workdir: Path, rep: Reporter, records: int = 24) -> None:
     from hsdt.archive.s3 import S3ObjectLockStore, S3Settings, make_client
 
     bundle = sample_bundle(seed=77, students=records)
@@ -112,19 +113,36 @@ def run(workdir: Path, rep: Reporter, records: int = 12) -> None:
         return settings, S3ObjectLockStore.open(settings)
 
     until = datetime.now(UTC) + timedelta(minutes=10)
+    roots, bindings = pki.trust_roots(), CertificateBindings(pki.bindings())
+    # Verification alone, one process: what one core allows.
+    timed = _TimedVerifier(roots, bindings, online=False)
+    for pdf in sealed:
+        timed.verify(pdf)
+    verify_ms = 1000 * timed.seconds / len(sealed)
+    processes = os.cpu_count() or 1
+    # One process verifying, then a pool of one per core (started with the archive).
+    _settings1, store1 = fresh_store()
+    serial = Archive(store1, workdir / "archive-serial", Verifier(roots, bindings, online=False),
+                     retain_until=until)
+    t0 = time.perf_counter()
+    _check(serial.ingest_many(sealed))
+    rep.figure("archive.ingest_radosgw.one_process", len(sealed) / (time.perf_counter() - t0),
+               "records/s")
+    serial.close()
     settings, store = fresh_store()
-    verifier = _TimedVerifier(pki.trust_roots(), CertificateBindings(pki.bindings()), online=False)
-    archive = Archive(store, workdir / "archive", verifier, retain_until=until)
+    archive = Archive(store, workdir / "archive", Verifier(roots, bindings, online=False),
+                      retain_until=until, verify_processes=processes)
     t0 = time.perf_counter()
     outcomes = archive.ingest_many(sealed)
     ingest_s = time.perf_counter() - t0
     _check(outcomes)
-    verify_ms = 1000 * verifier.seconds / len(sealed)
     rep.figure("archive.ingest_radosgw", len(sealed) / ingest_s, "records/s")
     rep.comment(f"  {len(sealed)} sealed records (15 signatures + B-LTA each) in one batch, each verified "
-                "offline then stored COMPLIANCE-locked, logged and indexed; target ≥ 20 records/s")
-    rep.comment(f"  of which verification {verify_ms:.0f} ms/record ({100 * verifier.seconds / ingest_s:.0f}%"
-                f" of the time): verifying alone allows {1000 / verify_ms:.1f} records/s per core")
+                f"offline by a pool of {processes} processes, then stored COMPLIANCE-locked, logged "
+                "and indexed; target ≥ 20 records/s")
+    rep.comment(f"  verification alone: {verify_ms:.0f} ms/record in one process, so at most "
+                f"{1000 / verify_ms:.1f} records/s per core; "
+                f"{processes * 1000 / verify_ms:.1f} records/s on {processes} cores before any storage")
     # The archive's own part: the same records into a new bucket and index, with the reports
     # the first pass made (same bytes, same verifier) instead of verifying again.
     _settings2, store2 = fresh_store()

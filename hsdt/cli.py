@@ -196,7 +196,8 @@ TrustOpt = Annotated[list[Path] | None, typer.Option(help="CA gốc tin cậy (P
 BindOpt = Annotated[Path | None, typer.Option(help="Sổ đăng ký chứng thư")]
 
 
-def _open_archive(root: Path, trust: list[Path] | None, pki: Path | None, bindings: Path | None):  # type: ignore[no-untyped-def]
+def _open_archive(root: Path, trust: list[Path] | None, pki: Path | None, bindings: Path | None,  # type: ignore[no-untyped-def]
+                  verify_processes: int = 1):
     from hsdt.archive.factory import open_store
     from hsdt.archive.ingest import Archive
     from hsdt.signing.verification import Verifier
@@ -205,20 +206,51 @@ def _open_archive(root: Path, trust: list[Path] | None, pki: Path | None, bindin
     store, retain_until = open_store(root)
     # The index and the transparency log live in --root in both cases (PostgreSQL and a
     # replicated log in the service issue); the records themselves in the chosen store.
-    return Archive(store, root, Verifier(roots, binds, online=False), retain_until=retain_until)
+    return Archive(store, root, Verifier(roots, binds, online=False), retain_until=retain_until,
+                   verify_processes=verify_processes)
 
 
 @archive_app.command("ingest")
-def archive_ingest(file: Path, root: RootOpt, pki: PkiOpt = None, trust: TrustOpt = None,
-                   bindings: BindOpt = None) -> None:
-    """Xác minh rồi lưu một hồ sơ vào kho chỉ ghi một lần."""
+def archive_ingest(files: Annotated[list[Path], typer.Argument(help="Một hay nhiều tệp hồ sơ PDF")],
+                   root: RootOpt, pki: PkiOpt = None, trust: TrustOpt = None,
+                   bindings: BindOpt = None,
+                   processes: Annotated[int | None, typer.Option(
+                       help="Số tiến trình xác minh (mặc định: số lõi CPU)")] = None) -> None:
+    """Xác minh rồi lưu hồ sơ vào kho chỉ ghi một lần (nhiều tệp: xác minh song song)."""
+    import os
+
+    if processes is not None and processes < 1:
+        raise _fail(UnusableInput("--processes phải từ 1 trở lên."))
     try:
-        archive = _open_archive(root, trust, pki, bindings)
-        entry, _ = archive.ingest(_read(file))
+        pdfs = [_read(f) for f in files]
+        workers = min(processes or os.cpu_count() or 1, len(pdfs))
+        archive = _open_archive(root, trust, pki, bindings, verify_processes=workers)
+        try:
+            with console.status(f"Đang xác minh và lưu {len(pdfs)} hồ sơ "
+                                f"({workers} tiến trình xác minh)…"):
+                outcomes = archive.ingest_many(pdfs)
+        finally:
+            archive.close()
     except HsdtError as exc:
         raise _fail(exc) from None
-    console.print(f"Đã lưu {entry.record_id} (lần {entry.revision}) → {entry.key}, "
-                  f"nhật ký #{entry.log_index}, giữ đến {entry.retain_until}")
+    if len(files) == 1 and outcomes[0].error is not None:
+        raise _fail(outcomes[0].error)  # one file: its error, as for any other command
+    failed = 0
+    for f, outcome in zip(files, outcomes, strict=True):
+        entry = outcome.entry
+        if outcome.error is not None or entry is None:
+            failed += 1
+            reason = outcome.error.message if outcome.error is not None else "không rõ lý do"
+            console.print(f"[red]✗ {escape(str(f))}[/red]: {escape(reason)}")
+        else:
+            console.print(f"Đã lưu {entry.record_id} (lần {entry.revision}) → {entry.key}, "
+                          f"nhật ký #{entry.log_index}, giữ đến {entry.retain_until}")
+    if len(files) > 1:
+        console.print(f"{len(files) - failed}/{len(files)} hồ sơ đã vào kho"
+                      + (f"; {failed} hồ sơ bị từ chối hoặc chưa lưu được (chạy lại an toàn: "
+                         "hồ sơ đã lưu không bị lưu lần nữa)." if failed else "."))
+    if failed:
+        raise typer.Exit(1)
 
 
 @archive_app.command("search")

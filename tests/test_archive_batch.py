@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import errno
 import sqlite3
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from hsdt.archive.audit import audit_log
 from hsdt.archive.ingest import Archive
 from hsdt.archive.store import LocalWormStore, StoredObject
 from hsdt.domain.canonical import sha256_hex
-from hsdt.domain.errors import ArchiveError
+from hsdt.domain.errors import ArchiveError, HsdtError
+from hsdt.signing.verification import VerificationReport, Verifier
 from hsdt.workflow import render
 
 
@@ -206,3 +208,65 @@ def test_a_report_made_before_the_lock_is_not_made_again(world: World, sealed: b
     assert audit_log(archive) == []
     again, _ = archive.ingest(sealed)  # without a report: verified here, stored once
     assert calls == [sealed] and again == entry
+
+
+def test_a_batch_verified_by_several_processes_gives_what_one_process_gives(
+        world: World, sealed: bytes, renewed: bytes, other_sealed: bytes, unsigned: bytes,
+        tmp_path: Path) -> None:
+    """`verify_processes=2`: the records are judged in other processes, with the same trust
+    anchors, registry and clock, and go in exactly as a serial batch puts them."""
+    moment = datetime(2027, 3, 1, 8, 0, tzinfo=UTC)  # a clock the pool must honour
+    serial = Archive(LocalWormStore(tmp_path / "serial"), tmp_path / "serial",
+                     replace(world.verifier(online=False), clock=lambda: moment))
+    pooled = Archive(LocalWormStore(tmp_path / "pooled"), tmp_path / "pooled",
+                     replace(world.verifier(online=False), clock=lambda: moment), verify_processes=2)
+    calls: list[bytes] = []
+    here = pooled.verifier.verify
+    pooled.verifier.verify = lambda pdf: calls.append(pdf) or here(pdf)  # type: ignore[method-assign]
+    try:
+        batch = [sealed, unsigned, other_sealed, renewed, sealed]
+        one, many = serial.ingest_many(batch), pooled.ingest_many(batch)
+        assert calls == []  # every record of the batch was verified by the pool
+        assert [o.ok for o in many] == [o.ok for o in one] == [True, False, True, True, True]
+        assert [o.report for o in many] == [o.report for o in one]  # same verdicts, same reasons
+        assert many[1].error is not None and one[1].error is not None
+        assert (many[1].error.code, many[1].error.message) == (one[1].error.code, one[1].error.message)
+        assert all(o.report is None or o.report.verified_at == moment.isoformat(timespec="seconds")
+                   for o in many)
+        assert [(e.sha256, e.record_id, e.revision, e.key, e.superseded_by) for e in pooled.entries()] \
+            == [(e.sha256, e.record_id, e.revision, e.key, e.superseded_by) for e in serial.entries()]
+        assert audit_log(pooled) == []
+        entry, _ = pooled.ingest(other_sealed)  # a single record: verified here
+        assert calls == [other_sealed] and entry == pooled.index.by_sha(sha256_hex(other_sealed))
+    finally:
+        pooled.close()
+        serial.close()
+
+
+def test_a_damaged_file_in_a_pooled_batch_is_refused_with_its_reason(
+        world: World, sealed: bytes, tmp_path: Path) -> None:
+    damaged = sealed[: len(sealed) // 2]
+    pooled = Archive(LocalWormStore(tmp_path), tmp_path, world.verifier(online=False),
+                     verify_processes=2)
+    try:
+        with pytest.raises(HsdtError) as serially:
+            world.verifier(online=False).verify(damaged)
+        out = pooled.ingest_many([damaged, sealed])
+        assert [o.ok for o in out] == [False, True]
+        err = out[0].error
+        assert err is not None and type(err) is type(serially.value)
+        assert (err.code, err.message) == (serially.value.code, serially.value.message)
+        assert [e.sha256 for e in pooled.entries()] == [sha256_hex(sealed)]
+    finally:
+        pooled.close()
+
+
+def test_a_verifier_that_changes_verify_is_not_copied_into_processes(world: World,
+                                                                    tmp_path: Path) -> None:
+    class Strict(Verifier):
+        def verify(self, pdf: bytes) -> VerificationReport:
+            raise AssertionError("not this")
+
+    with pytest.raises(TypeError, match="verify serially"):
+        Archive(LocalWormStore(tmp_path), tmp_path, Strict(world.pki.trust_roots()),
+                verify_processes=2)

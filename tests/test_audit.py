@@ -299,3 +299,29 @@ def test_cli_public_answer_and_transfer(world: World, two_sealed: list[bytes], t
     package.write_bytes(bytes(data))
     r = runner.invoke(app, ["transfer", "verify", str(package), *pki])
     assert r.exit_code == 1 and "✗" in r.output
+
+
+def test_cli_ingests_several_files_at_once(world: World, two_sealed: list[bytes],
+                                           tmp_path: Path) -> None:
+    """`hsdt archive ingest A B C`: verified side by side, each file answered on its own; a
+    file refused does not keep the others out, and the exit code says something was."""
+    from typer.testing import CliRunner
+
+    from hsdt.archive.index import ArchiveIndex
+    from hsdt.cli import app
+
+    files = []
+    for i, pdf in enumerate([two_sealed[0], b"%PDF-1.7 not a record", two_sealed[1]]):
+        files.append(tmp_path / f"r{i}.pdf")
+        files[-1].write_bytes(pdf)
+    root, pki = tmp_path / "kho", ["--pki", str(world.pki.workdir)]
+    r = CliRunner().invoke(app, ["archive", "ingest", *map(str, files), "--root", str(root),
+                                 "--processes", "2", *pki])
+    assert r.exit_code == 1, r.output
+    assert "2/3 hồ sơ đã vào kho" in r.output and f"✗ {files[1]}" in r.output
+    assert sorted(e.sha256 for e in ArchiveIndex(root / "index.sqlite3").search()) == sorted(
+        sha256_hex(p) for p in two_sealed)
+    again = CliRunner().invoke(app, ["archive", "ingest", str(files[0]), str(files[2]),
+                                     "--root", str(root), *pki])
+    assert again.exit_code == 0 and "2/2 hồ sơ đã vào kho" in again.output  # stored once
+    assert len(ArchiveIndex(root / "index.sqlite3").search()) == 2

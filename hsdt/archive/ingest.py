@@ -14,7 +14,9 @@ evidence, and `hsdt audit log` checks the three against each other.
 
 :meth:`Archive.ingest_many` takes a batch (a class's records) through the same steps: each
 record is verified in turn while the records verified before it upload on a few threads
-(verification is CPU, uploads are round trips to the store, so they overlap), then every
+(verification is CPU, uploads are round trips to the store, so they overlap) — verified by
+a pool of processes, one per core, when the archive was opened with ``verify_processes``
+(:mod:`hsdt.archive.verify_pool`) — then every
 record that stored cleanly is logged by one append (one set of fsyncs) and indexed in one
 transaction. A record refused or failing to store is reported on its own and is not logged;
 the others go in. :meth:`Archive.ingest` is a batch of one.
@@ -39,6 +41,7 @@ from hsdt.archive.index import ArchiveEntry, ArchiveIndex
 from hsdt.archive.public import PublicAnswer, public_answer
 from hsdt.archive.store import ObjectStore, StoredObject
 from hsdt.archive.tlog import TransparencyLog
+from hsdt.archive.verify_pool import VerifyPool
 from hsdt.domain.canonical import canonical_json, sha256_hex
 from hsdt.domain.errors import ArchiveError, HsdtError
 from hsdt.signing.record_state import read_record
@@ -132,8 +135,11 @@ class Archive:
     """Write-once archive of verified records, with an index and a transparency log."""
 
     def __init__(self, store: ObjectStore, root: Path, verifier: Verifier,
-                 retain_until: datetime = PERMANENT, log_key: Ed25519PrivateKey | None = None
-                 ) -> None:
+                 retain_until: datetime = PERMANENT, log_key: Ed25519PrivateKey | None = None,
+                 *, verify_processes: int = 1) -> None:
+        """``verify_processes`` > 1: batches are verified by that many processes
+        (:mod:`hsdt.archive.verify_pool`), started now; a single record is verified here."""
+        self._pool = VerifyPool(verifier, verify_processes) if verify_processes > 1 else None
         self.store = store
         self.root = root
         self.verifier = verifier
@@ -144,6 +150,9 @@ class Archive:
         self.recover()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         self.index.close()
 
     # -- ingest ----------------------------------------------------------------------------
@@ -179,6 +188,7 @@ class Archive:
                 reports: Mapping[str, VerificationReport] | None = None) -> list[IngestOutcome]:
         outcomes: list[IngestOutcome | None] = [None] * len(items)
         digests = [sha256_hex(pdf) for pdf, _ in items]
+        verifying = self._verify_ahead(items, digests, reports or {})
         first: dict[str, int] = {}
         staged: list[_Staged] = []
         workers = max(1, min(uploads, len(items)))
@@ -190,7 +200,10 @@ class Archive:
                     continue  # the same bytes again in this batch: the first one's outcome
                 first[digest] = i
                 try:
-                    item = self._stage(i, pdf, digest, supersedes, (reports or {}).get(digest))
+                    verified = (reports or {}).get(digest)
+                    if verified is None and digest in verifying:
+                        verified = verifying[digest].result()
+                    item = self._stage(i, pdf, digest, supersedes, verified)
                 except HsdtError as exc:
                     outcomes[i] = IngestOutcome(digest, error=exc)
                     continue
@@ -216,6 +229,19 @@ class Archive:
                 raise ArchiveError("Lưu trữ không trả kết quả cho hồ sơ.", code="ingest_failed")
             answered.append(outcome)
         return answered
+
+    def _verify_ahead(self, items: Sequence[tuple[bytes, str | None]], digests: list[str],
+                      reports: Mapping[str, VerificationReport]
+                      ) -> dict[str, Future[VerificationReport]]:
+        """Hand every record of the batch that still needs verifying to the pool at once;
+        the results are taken in record order as the batch is staged."""
+        if self._pool is None or len(items) < 2:
+            return {}
+        ahead: dict[str, Future[VerificationReport]] = {}
+        for (pdf, _), digest in zip(items, digests, strict=True):
+            if digest not in reports and digest not in ahead:
+                ahead[digest] = self._pool.submit(pdf)
+        return ahead
 
     def _stage(self, position: int, pdf: bytes, digest: str, supersedes: str | None,
                verified: VerificationReport | None = None) -> _Staged | IngestOutcome:
