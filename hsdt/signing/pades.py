@@ -80,7 +80,7 @@ class RecordSigner:
         self._session = LazySession()
         self._timestamper = HTTPTimeStamper(env.tsa_url, session=self._session)
         self._vc: ValidationContext | None = None
-        self._checked: dict[tuple[str, str], float] = {}
+        self._checked: dict[str, float] = {}  # certificate SHA-256 → when found good
         self._reserved: dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -115,17 +115,22 @@ class RecordSigner:
                               assignee_field: policy.FieldAssignment) -> None:
         """The certificate checks of :meth:`check_certificate` from the certificate alone: a
         key held outside the server (deferred signing) is judged by the same rules."""
-        now = self.env.clock()
-        cache_key = (fingerprint(cert), assignee_field.assignee)
         policy.check_binding(cert, assignee_field, self.env.bindings)
         policy.check_key_strength(cert)
-        policy.check_validity_period(cert, now)
-        checked_at = self._checked.get(cache_key)
-        if checked_at is not None and now.timestamp() - checked_at < _CERT_CHECK_TTL_S:
+        policy.check_validity_period(cert, self.env.clock())
+        self.check_trust(cert, chain)
+
+    def check_trust(self, cert: x509.Certificate, chain: list[x509.Certificate]) -> None:
+        """Trust anchor and revocation status, online. A certificate found good is not
+        asked about again for a few minutes (its holder signs a class in a row); one found
+        revoked or untrusted is refused every time it is presented."""
+        now = self.env.clock().timestamp()
+        checked_at = self._checked.get(fingerprint(cert))
+        if checked_at is not None and now - checked_at < _CERT_CHECK_TTL_S:
             return
         self._runner.run(policy.check_trust_and_revocation(
             cert, chain, self.validation_context()))
-        self._checked[cache_key] = now.timestamp()
+        self._checked[fingerprint(cert)] = now
 
     def check_can_sign(self, pdf: bytes, field_name: str, cert: x509.Certificate,
                        chain: list[x509.Certificate], *, expected_data_sha256: str | None = None

@@ -58,15 +58,15 @@ class SigningContext:
     def key_for(self, f: FieldAssignment) -> SigningKey | None:
         return self.key_named(testpki.SEAL if f.role is Role.SCHOOL_SEAL else f.assignee)
 
-    def open_keys(self) -> list[str]:
+    def open_keys(self) -> list[SigningKey]:
         """Open every key the server holds for this PKI (the seal and the people's; not the
-        negative test cases); the names of their holders, as their stamps print them."""
-        holders = []
+        negative test cases)."""
+        keys = []
         for ident in self.pki.identities():
             key = self.key_named(ident.name) if ident.kind != "negative" else None
             if key is not None:
-                holders.append(key.subject_name)
-        return holders
+                keys.append(key)
+        return keys
 
     def key_named(self, name: str) -> SigningKey | None:
         if os.environ.get("SOFTHSM2_CONF") != str(self.pki.softhsm_conf):
@@ -123,7 +123,8 @@ def warm_up(pki_dir: Path | None = None) -> None:
 
     A fresh process's first record cost about a second more than the next ones: the stamp
     font cut to the Vietnamese repertoire, WeasyPrint's fonts and the template compiled,
-    and, for each key the server holds, opening it and cutting its holder's stamp font.
+    and, for each key the server holds, opening it, asking about its certificate (trust and
+    revocation, remembered for a few minutes) and cutting its holder's stamp font.
     Each worker process pays them once either way; paid here, they are not in the time of
     the first class the worker is given. Keys are opened in the pool process itself, after
     the fork (see above). A key that will not open is only logged: the task that needs it
@@ -139,16 +140,24 @@ def warm_up(pki_dir: Path | None = None) -> None:
     appearance.warm_up([])
     record = records_for(lock_bundle(sample_bundle(seed=1, students=1), "khởi động worker"))[0]
     render(record)
-    holders: list[str] = []
+    keys: list[SigningKey] = []
     if pki_dir is not None:
+        # A warm-up never stops a worker: the task that needs a key, or finds its
+        # certificate refused, says why — and a refused certificate is asked about again.
         try:
-            holders = signing_context(str(pki_dir)).open_keys()
-            appearance.warm_up(holders)
-        except Exception:  # a warm-up never stops a worker: the task that needs the key says why
+            ctx = signing_context(str(pki_dir))
+            keys = ctx.open_keys()
+        except Exception:
             _log.warning("Không mở trước được khoá ký trong %s (sẽ mở khi cần).", pki_dir,
                          exc_info=True)
+        for key in keys:
+            try:
+                ctx.signer.check_trust(key.cert, key.chain)
+            except Exception as exc:
+                _log.warning("Chứng thư của %s chưa kiểm tra trước được: %s", key.subject_name, exc)
+        appearance.warm_up([key.subject_name for key in keys])
     _log.info("Tiến trình worker đã khởi động sẵn: phông chữ, mẫu hồ sơ, %d khoá ký (%.1f s).",
-              len(holders), time.perf_counter() - started)
+              len(keys), time.perf_counter() - started)
 
 
 def signing_context(pki_dir: str) -> SigningContext:

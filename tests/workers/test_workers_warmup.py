@@ -37,6 +37,7 @@ def test_the_pool_process_opens_the_servers_keys_before_work(
     held = [i for i in pki.identities() if i.kind != "negative"]
     assert int(_warm_up_line(worker.log).group(1)) == len(held) > 2  # seal, principal, teachers
     assert "Không mở trước được" not in worker.log.read_text("utf-8")
+    assert "chưa kiểm tra trước được" not in worker.log.read_text("utf-8")  # trust asked ahead
     job = process_class(school_class.bundle_path, tmp_path / "work", tmp_path / "archive",
                         pki.workdir, app=run.app)
     assert job.wait(timeout=120).complete
