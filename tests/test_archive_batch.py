@@ -8,7 +8,11 @@ append, the index commit — and the archive is then checked the way an auditor 
 from __future__ import annotations
 
 import errno
+import os
+import signal
 import sqlite3
+import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -270,3 +274,42 @@ def test_a_verifier_that_changes_verify_is_not_copied_into_processes(world: Worl
     with pytest.raises(TypeError, match="verify serially"):
         Archive(LocalWormStore(tmp_path), tmp_path, Strict(world.pki.trust_roots()),
                 verify_processes=2)
+
+
+@pytest.fixture(scope="module")
+def renewals(world: World, sealed: bytes) -> list[bytes]:
+    """Eight versions of the first student's record, each renewed from the one before:
+    distinct bytes, so a batch of them keeps the verification processes busy."""
+    out = [sealed]
+    for _ in range(7):
+        out.append(world.signer.renew(out[-1]))
+    return out
+
+
+def test_a_verification_process_killed_mid_batch_loses_nothing(
+        world: World, renewals: list[bytes], tmp_path: Path) -> None:
+    pooled = Archive(LocalWormStore(tmp_path), tmp_path, world.verifier(online=False),
+                     verify_processes=2)
+    try:
+        victim = pooled._pool.pids()[0] if pooled._pool else 0
+
+        def kill_soon() -> None:
+            time.sleep(0.3)  # a batch of eight takes a second or more to verify
+            os.kill(victim, signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_soon)
+        killer.start()
+        out = pooled.ingest_many(renewals)
+        killer.join()
+        interrupted = [o for o in out if not o.ok]
+        assert interrupted, "the kill came after the batch: nothing was tested"
+        assert {o.error.code for o in interrupted if o.error} == {"verification_interrupted"}
+        assert audit_log(pooled) == []  # what went in is whole; the rest left no trace
+        assert {e.sha256 for e in pooled.entries()} == {o.sha256 for o in out if o.ok}
+        again = pooled.ingest_many(renewals)  # a new pool; the stored ones are found, not redone
+        assert all(o.ok for o in again) and victim not in (pooled._pool.pids() if pooled._pool else [])
+        assert sorted(e.sha256 for e in pooled.entries()) == sorted(sha256_hex(p) for p in renewals)
+        assert sorted(e.revision for e in pooled.entries()) == list(range(1, 9))  # each once
+        assert audit_log(pooled) == []
+    finally:
+        pooled.close()

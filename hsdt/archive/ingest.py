@@ -29,6 +29,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,6 +122,15 @@ class _Staged:
     upload: Future[StoredObject] | None = None
 
 
+def _pooled_report(pending: Future[VerificationReport]) -> VerificationReport:
+    try:
+        return pending.result()
+    except BrokenProcessPool as exc:  # the pool is replaced at the next submit
+        raise ArchiveError("Tiến trình xác minh dừng đột ngột trước khi xác minh xong hồ sơ này; "
+                           "hãy chạy lại (hồ sơ đã lưu không bị lưu lần nữa).",
+                           code="verification_interrupted") from exc
+
+
 def _run_now(fn: Callable[[_Staged], StoredObject], item: _Staged) -> Future[StoredObject]:
     """A finished future: a batch of one uploads in the calling thread, no pool needed."""
     done: Future[StoredObject] = Future()
@@ -202,7 +212,7 @@ class Archive:
                 try:
                     verified = (reports or {}).get(digest)
                     if verified is None and digest in verifying:
-                        verified = verifying[digest].result()
+                        verified = _pooled_report(verifying[digest])
                     item = self._stage(i, pdf, digest, supersedes, verified)
                 except HsdtError as exc:
                     outcomes[i] = IngestOutcome(digest, error=exc)

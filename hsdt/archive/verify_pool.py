@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from datetime import datetime
 
@@ -59,15 +60,31 @@ class VerifyPool:
         self.processes = processes
         self._clock = verifier.clock
         bindings = dict(verifier.bindings.by_fingerprint) if verifier.bindings is not None else None
-        self._pool = ProcessPoolExecutor(
-            processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start,
-            initargs=([c.dump() for c in verifier.trust_roots], bindings, verifier.online))
+        self._initargs = ([c.dump() for c in verifier.trust_roots], bindings, verifier.online)
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start, initargs=self._initargs)
         # One task per process starts them all; waiting for them means a batch never waits.
-        for started in [self._pool.submit(_ready) for _ in range(processes)]:
+        for started in [pool.submit(_ready) for _ in range(self.processes)]:
             started.result()
+        return pool
 
     def submit(self, pdf: bytes) -> Future[VerificationReport]:
-        return self._pool.submit(_verify, pdf, self._clock())
+        """The record's report, to come. A pool that lost a process (killed, out of memory)
+        is replaced here; the records it was verifying fail with ``BrokenProcessPool``."""
+        try:
+            return self._pool.submit(_verify, pdf, self._clock())
+        except BrokenProcessPool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._start()
+            return self._pool.submit(_verify, pdf, self._clock())
+
+    def pids(self) -> list[int]:
+        """The verification processes' ids (to watch them, or to stop one in a test)."""
+        return [p.pid for p in list(getattr(self._pool, "_processes", {}).values())
+                if p.pid is not None]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
