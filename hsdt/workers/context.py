@@ -127,8 +127,8 @@ def warm_up(pki_dir: Path | None = None) -> None:
     revocation, remembered for a few minutes) and cutting its holder's stamp font.
     Each worker process pays them once either way; paid here, they are not in the time of
     the first class the worker is given. Keys are opened in the pool process itself, after
-    the fork (see above). A key that will not open is only logged: the task that needs it
-    fails with the reason and is retried, as it would have without a warm-up.
+    the fork (see above). Nothing here stops a worker: what fails is logged, and the task
+    that needs it fails with the reason and is retried, as it would have without a warm-up.
     """
     from hsdt.domain.bundles import lock_bundle
     from hsdt.domain.records import records_for
@@ -137,9 +137,13 @@ def warm_up(pki_dir: Path | None = None) -> None:
     from hsdt.workflow import render
 
     started = time.perf_counter()
-    appearance.warm_up([])
-    record = records_for(lock_bundle(sample_bundle(seed=1, students=1), "khởi động worker"))[0]
-    render(record)
+    try:
+        appearance.warm_up([])
+        record = records_for(lock_bundle(sample_bundle(seed=1, students=1), "khởi động worker"))[0]
+        render(record)
+    except Exception:  # a worker that cannot render still seals, archives and audits
+        _log.error("Không kết xuất thử được hồ sơ mẫu khi khởi động; "
+                   "các tác vụ kết xuất sẽ báo lỗi cụ thể.", exc_info=True)
     keys: list[SigningKey] = []
     if pki_dir is not None:
         # A warm-up never stops a worker: the task that needs a key, or finds its

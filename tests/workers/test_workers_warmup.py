@@ -7,11 +7,13 @@ logged and the worker starts anyway (the task that needs it fails with the reaso
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from workerkit import BrokerRun, ClassFixture
 
 from hsdt.workers.pipeline import process_class
@@ -56,3 +58,19 @@ def test_a_key_that_will_not_open_does_not_stop_the_worker(
     job = process_class(school_class.bundle_path, tmp_path / "work", tmp_path / "archive",
                         school_class.pki.workdir, app=run.app)
     assert job.wait(timeout=120).complete
+
+
+def test_a_warm_up_that_cannot_render_logs_and_returns(monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    import hsdt.workflow
+    from hsdt.workers import context
+
+    def broken(record: object) -> bytes:
+        raise OSError("libpango missing (test)")
+
+    monkeypatch.setattr(hsdt.workflow, "render", broken)
+    with caplog.at_level(logging.INFO, logger="hsdt.workers.context"):
+        context.warm_up(None)  # does not raise: the pool process starts
+    assert "Không kết xuất thử được hồ sơ mẫu" in caplog.text
+    assert "libpango missing (test)" in caplog.text
+    assert "đã khởi động sẵn" in caplog.text
