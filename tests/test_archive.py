@@ -69,3 +69,45 @@ def test_a_changed_object_fails_fixity_on_read(tmp_path: Path) -> None:
     assert info.value.code == "fixity_failed"
     with pytest.raises(ArchiveError, match="không hợp lệ"):
         store.put_locked("../escape", b"x", retain_until=datetime(2126, 1, 1, tzinfo=UTC))
+
+
+def test_a_crash_between_object_and_metadata_is_completed_by_the_retry(tmp_path: Path) -> None:
+    """Killed after the object was linked but before its metadata: the object is there, the
+    key has no metadata. The same bytes again adopt it; other bytes are refused."""
+    store = LocalWormStore(tmp_path)
+    until = datetime(2126, 1, 1, tzinfo=UTC)
+    left = tmp_path / "objects" / "records" / "c.pdf"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"sealed record")  # what the crashed attempt left
+    stored = store.put_locked("records/c.pdf", b"sealed record", retain_until=until)
+    assert store.get("records/c.pdf") == b"sealed record" and store.head("records/c.pdf") == stored
+    assert oct((tmp_path / "objects" / "records" / "c.pdf.meta.json").stat().st_mode & 0o777) == "0o444"
+
+    other = tmp_path / "objects" / "records" / "d.pdf"
+    other.write_bytes(b"something else")
+    with pytest.raises(ArchiveError) as info:
+        store.put_locked("records/d.pdf", b"sealed record", retain_until=until)
+    assert info.value.code == "overwrite_refused"
+    assert other.read_bytes() == b"something else"
+    assert not (tmp_path / "objects" / "records" / "d.pdf.meta.json").exists()
+    assert not [p for p in (tmp_path / "objects").rglob("*.tmp")]  # no temporary file left
+
+
+def test_object_and_metadata_are_fsynced_with_their_directory(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import hsdt.durable
+
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(hsdt.durable.os, "fsync", fsync)
+    store = LocalWormStore(tmp_path)
+    store.put_locked("records/e.pdf", b"durable", retain_until=datetime(2126, 1, 1, tzinfo=UTC))
+    folder = str(tmp_path / "objects" / "records")
+    files = [p for p in synced if p != folder]
+    assert len(files) == 2 and all(Path(p).parent == Path(folder) for p in files)  # object, metadata
+    assert synced.count(folder) == 2  # each name made durable

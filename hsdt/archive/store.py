@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from hsdt.domain.errors import ArchiveError
+from hsdt.durable import fsync_dir, publish_once
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,511}$")
 
@@ -102,25 +103,22 @@ class LocalWormStore:
             raise ArchiveError(
                 f"Đối tượng «{key}» đã được lưu và không thể ghi đè (lưu trữ chỉ ghi một lần).",
                 code="overwrite_refused")
-        obj.parent.mkdir(parents=True, exist_ok=True)
         stored = StoredObject(key=key, version_id=digest[:32], sha256=digest, size=len(data),
                               retain_until=_iso(retain_until), stored_at=_iso(datetime.now(UTC)),
                               metadata=dict(metadata or {}))
-        tmp = obj.with_name(f".{obj.name}.{os.getpid()}.tmp")
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, obj)  # fails if the key appeared meanwhile: never replace
-        except FileExistsError:
-            raise ArchiveError(f"Đối tượng «{key}» đã tồn tại.", code="overwrite_refused") from None
-        finally:
-            tmp.unlink()
-        os.chmod(obj, 0o444)
-        with open(meta, "x", encoding="utf-8") as fh:
-            json.dump(asdict(stored), fh, ensure_ascii=False, sort_keys=True)
-        os.chmod(meta, 0o444)
+        # The object, then its metadata, each written whole, fsynced and never replaced. A
+        # crash between the two leaves the object without its metadata: the next attempt
+        # with the same bytes adopts it; other bytes are refused, as for any stored key.
+        if (not publish_once(obj, data, mode=0o444)
+                and hashlib.sha256(obj.read_bytes()).hexdigest() != digest):
+            raise ArchiveError(f"Đối tượng «{key}» đã tồn tại với nội dung khác "
+                               "(lưu trữ chỉ ghi một lần).", code="overwrite_refused")
+        record = json.dumps(asdict(stored), ensure_ascii=False, sort_keys=True).encode("utf-8")
+        if not publish_once(meta, record, mode=0o444):
+            existing = self.head(key)  # another writer of this key finished first
+            if existing.sha256 != digest:
+                raise ArchiveError(f"Đối tượng «{key}» đã tồn tại.", code="overwrite_refused")
+            return existing
         return stored
 
     def head(self, key: str, version_id: str | None = None) -> StoredObject:
@@ -176,4 +174,5 @@ class LocalWormStore:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o444)
         os.replace(tmp, meta)
+        fsync_dir(meta.parent)
         return extended

@@ -73,6 +73,7 @@ from hsdt.archive._merkle import (
     verify_inclusion,
 )
 from hsdt.domain.errors import ArchiveError
+from hsdt.durable import fsync_dir
 
 __all__ = [
     "EMPTY_ROOT",
@@ -287,14 +288,6 @@ def _close_fds(fds: list[int]) -> None:
             os.close(fds.pop())
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
@@ -415,7 +408,7 @@ class TransparencyLog:
         for name in (_DATA, _INDEX, _HASHES, _HEADS, _LOCK):
             os.close(os.open(path / name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
         os.replace(tmp, path / _META)
-        _fsync_dir(path)
+        fsync_dir(path)
 
     @staticmethod
     def _check_meta(path: Path, log_id: str) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from hsdt.durable import publish_once
 from hsdt.service.errors import ServiceError
-from hsdt.workers.files import publish_once
 
 
 class Workspace:
