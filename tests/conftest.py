@@ -73,6 +73,10 @@ class World:
                                    expected_data_sha256=record.data_sha256)
         return pdf
 
+    def sealed(self, record: Record) -> bytes:
+        """The record signed by every field of its plan, then sealed (B-LTA)."""
+        return self.signer.seal(self.sign_until(record), expected_data_sha256=record.data_sha256)
+
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
@@ -98,5 +102,4 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 @pytest.fixture(scope="session")
 def sealed(world: World) -> bytes:
     """A fully signed and sealed record (the first student)."""
-    rec = world.records[0]
-    return world.signer.seal(world.sign_until(rec), expected_data_sha256=rec.data_sha256)
+    return world.sealed(world.records[0])

@@ -33,8 +33,7 @@ from hsdt.workflow import render
 @pytest.fixture(scope="module")
 def other_sealed(world: World) -> bytes:
     """A second student's sealed record."""
-    rec = world.records[1]
-    return world.signer.seal(world.sign_until(rec), expected_data_sha256=rec.data_sha256)
+    return world.sealed(world.records[1])
 
 
 @pytest.fixture(scope="module")

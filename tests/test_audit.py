@@ -23,8 +23,7 @@ from hsdt.domain.errors import ArchiveError
 
 @pytest.fixture(scope="module")
 def two_sealed(world: World, sealed: bytes) -> list[bytes]:
-    rec = world.records[2]
-    return [sealed, world.signer.seal(world.sign_until(rec), expected_data_sha256=rec.data_sha256)]
+    return [sealed, world.sealed(world.records[2])]
 
 
 def _fresh(world: World, root: Path, pdfs: list[bytes]) -> Archive:

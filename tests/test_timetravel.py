@@ -32,7 +32,7 @@ def _network_off(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 def test_renewed_record_outlives_every_certificate(world: World,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     rec = world.records[1]
-    sealed = world.signer.seal(world.sign_until(rec), expected_data_sha256=rec.data_sha256)
+    sealed = world.sealed(rec)
     env = SigningEnvironment(world.pki.trust_roots(), world.pki.archive_tsa_url, world.env.bindings)
     with RecordSigner(env) as archive_signer:
         renewed = archive_signer.renew(sealed)

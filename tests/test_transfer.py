@@ -62,8 +62,7 @@ def student_code(world: World) -> str:
 
 @pytest.fixture(scope="module")
 def this_year(world: World) -> bytes:
-    rec = world.records[0]
-    return world.signer.seal(world.sign_until(rec), expected_data_sha256=rec.data_sha256)
+    return world.sealed(world.records[0])
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +71,7 @@ def earlier_year(world: World, student_code: str) -> bytes:
     bundle = sample_bundle(seed=5, students=4, grade=6, school_year="2024-2025")
     rec = next(r for r in records_for(lock_bundle(bundle, "Văn thư kiểm thử"))
                if r.student.code == student_code)
-    return world.signer.seal(world.sign_until(rec), expected_data_sha256=rec.data_sha256)
+    return world.sealed(rec)
 
 
 def _issue(world: World, records: list[bytes], student_code: str, **kw: object) -> bytes:

@@ -198,7 +198,8 @@ class Archive:
                 reports: Mapping[str, VerificationReport] | None = None) -> list[IngestOutcome]:
         outcomes: list[IngestOutcome | None] = [None] * len(items)
         digests = [sha256_hex(pdf) for pdf, _ in items]
-        verifying = self._verify_ahead(items, digests, reports or {})
+        given = reports or {}
+        verifying = self._verify_ahead(items, digests, given)
         first: dict[str, int] = {}
         staged: list[_Staged] = []
         workers = max(1, min(uploads, len(items)))
@@ -210,7 +211,7 @@ class Archive:
                     continue  # the same bytes again in this batch: the first one's outcome
                 first[digest] = i
                 try:
-                    verified = (reports or {}).get(digest)
+                    verified = given.get(digest)
                     if verified is None and digest in verifying:
                         verified = _pooled_report(verifying[digest])
                     item = self._stage(i, pdf, digest, supersedes, verified)

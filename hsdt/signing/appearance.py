@@ -98,15 +98,21 @@ def _repertoire_font() -> bytes:
     return out.getvalue()
 
 
+@lru_cache(maxsize=1)
+def _covered() -> frozenset[int]:
+    """The code points the whole font has a glyph for (its repertoire subset has the same
+    glyphs for the code points it keeps)."""
+    return frozenset(TTFont(io.BytesIO(_font_bytes()), lazy=True).getBestCmap())
+
+
 @lru_cache(maxsize=256)
 def _subset_for(chars: frozenset[str]) -> _FontSubset:
     with _lock:
-        # A character outside the repertoire (a rare name) is looked for in the whole font.
-        inside = all(ord(c) in _REPERTOIRE for c in chars)
-        source = _repertoire_font() if inside else _font_bytes()
-        cmap = TTFont(io.BytesIO(source), lazy=True).getBestCmap()
-        wanted = sorted(c for c in chars if ord(c) in cmap)
-        font = _subset_font(source, [ord(c) for c in wanted])
+        wanted = sorted(c for c in chars if ord(c) in _covered())
+        # A character outside the repertoire (a rare name) is cut from the whole font.
+        inside = all(ord(c) in _REPERTOIRE for c in wanted)
+        font = _subset_font(_repertoire_font() if inside else _font_bytes(),
+                            [ord(c) for c in wanted])
         order = {name: i for i, name in enumerate(font.getGlyphOrder())}
         new_cmap = font.getBestCmap()
         upem = font["head"].unitsPerEm
