@@ -26,7 +26,6 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader
-from pyhanko.pdf_utils.xref import XRefCache
 from pyhanko.sign import fields
 from pyhanko.sign.diff_analysis import (
     DEFAULT_DIFF_POLICY,
@@ -49,9 +48,8 @@ def pyhanko_alone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], None
     """Call the returned function to put pyHanko's own reader functions back."""
 
     def undo() -> None:
-        monkeypatch.setattr(PdfFileReader, "get_object", _speedups._original_get_object)
-        monkeypatch.setattr(HistoricalResolver, "_load_reverse_xref_cache", _speedups._original_lut)
-        monkeypatch.setattr(XRefCache, "get_last_change", _speedups._original_last_change)
+        for where, name, _ours, theirs in _speedups.PATCHES:
+            monkeypatch.setattr(where, name, theirs)
 
     yield undo
 

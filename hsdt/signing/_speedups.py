@@ -1,12 +1,13 @@
-"""Two measured speed-ups for the libraries verification spends its time in.
+"""Measured speed-ups for the libraries verification spends its time in.
 
-1. A faster hex-string reader for pyHanko's PDF parser.
-
-pyHanko reads a PDF hex string one token at a time in Python. Each signature's /Contents
-is a hex string of 15–25 thousand digits, so a record with 15 signatures spends a large
-part of every signing step and every verification just tokenising them. This reader
+1. pyHanko's PDF tokeniser reads a byte at a time in Python. Each signature's /Contents is
+a hex string of 15–25 thousand digits, and a record's objects hold thousands of names,
+numbers and runs of whitespace. The hex-string reader (:func:`read_hex_string_from_stream`)
 finds the closing '>' with one search, drops whitespace with one translate, and decodes
-with binascii: the same result and the same errors, measured several times faster.
+with binascii; the whitespace skipper, the delimiter and number scanners and the name
+decoder (1b) search chunks with one-byte patterns, where the cut into chunks cannot change
+the answer, and hand anything unusual (a comment, an escape in a name, an odd argument)
+to the original. The same results, positions and errors, measured several times faster.
 2. A cache for asn1crypto's name string preparation (see :func:`_cached_prep`), and,
 within one verification, for the comparison of distinguished names
 (:func:`name_comparisons_remembered`).
@@ -14,17 +15,21 @@ within one verification, for the comparison of distinguished names
 verification: each revision's objects are parsed once instead of once per revision that
 looks at them (:func:`get_object`), the revision that last wrote an object is looked up
 once (:func:`get_last_change`), and the map of paths to every object of a revision is
-built from the parsed objects instead of from a per-revision copy of each
+built from the parsed objects instead of from a per-revision copy of each, and carried
+over from the revision before where that revision's writes allow
 (:func:`load_reverse_xref_cache`).
-
 4. Within one verification, the result of validating the same certificate for the same
 use with the same validation context (:func:`remember_validations`): the TSA's
 certificate is otherwise validated again, revocation evidence and all, for each of the
 sixteen timestamps of a sealed record.
+5. The certificates a signature carries, as the thread's shared object for each encoding
+(:func:`extract_certificate_info`, :mod:`hsdt.signing.parsed`).
 
-Installed once, on import of :mod:`hsdt.signing`; `tests/test_speedups.py` checks each
-against the original. pyHanko is pinned (pyproject.toml): the last two mirror the code of
-that version, and the tests compare their results with it on real records.
+Installed once, on import of :mod:`hsdt.signing`, from one table (:data:`PATCHES`);
+`tests/test_speedups.py` and `tests/test_speedups_tokeniser.py` check each against the
+original, and a whole verification report against one made with every original. pyHanko
+is pinned (pyproject.toml): several mirror the code of that version, and the tests compare
+their results with it on real records.
 """
 
 from __future__ import annotations
@@ -36,13 +41,14 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import IO, Any, cast
+from typing import IO, Any, NamedTuple, cast
 
-from asn1crypto import x509
+from asn1crypto import cms, x509
 from pyhanko.pdf_utils import generic, misc
 from pyhanko.pdf_utils.misc import PdfStreamError
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
 from pyhanko.pdf_utils.xref import XRefCache
+from pyhanko.sign.general import SignedDataCerts
 from pyhanko.sign.validation import generic_cms
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko_certvalidator import PKIXValidationParams, ValidationContext
@@ -50,30 +56,45 @@ from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.registry import LazyPathIterator
 from pyhanko_certvalidator.util import CancelableAsyncIterator
 
+from hsdt.signing import parsed
+
 _original = generic.read_hex_string_from_stream
 _WHITESPACE = b" \t\r\n\x0c\x00"
 _HEX = re.compile(rb"[0-9A-Fa-f]*")
+_HEX_END = re.compile(rb">")
 _CHUNK = 1 << 16
+_LOOKAHEAD = 64
+
+
+def _scan(stream: IO[bytes], pattern: re.Pattern[bytes], limit: int | None = None,
+          chunk: int = _LOOKAHEAD) -> tuple[bytes, int | None]:
+    """The bytes from the stream's position to the first match of ``pattern``, and where
+    that match starts (relative to the position), or None if the stream ended, or ``limit``
+    bytes were read, first. ``pattern`` matches one byte, so how the stream is cut into
+    chunks cannot change the answer. The stream is left after what was read: callers seek."""
+    parts: list[bytes] = []
+    taken = 0
+    while True:
+        want = chunk if limit is None else min(chunk, limit - taken)
+        data = stream.read(want) if want > 0 else b""
+        if not data:
+            return b"".join(parts), None
+        m = pattern.search(data)
+        if m is not None:
+            parts.append(data[:m.start()])
+            return b"".join(parts), taken + m.start()
+        parts.append(data)
+        taken += len(data)
 
 
 def read_hex_string_from_stream(stream: IO[bytes]) -> generic.ByteStringObject | generic.TextStringObject:
     stream.read(1)  # the opening '<'
     start = stream.tell()
-    parts: list[bytes] = []
-    consumed = 0
-    while True:
-        chunk = stream.read(_CHUNK)
-        if not chunk:
-            raise PdfStreamError("Unexpected end of stream in hex string")
-        end = chunk.find(b">")
-        if end >= 0:
-            parts.append(chunk[:end])
-            consumed += end
-            break
-        parts.append(chunk)
-        consumed += len(chunk)
-    stream.seek(start + consumed + 1)
-    digits = b"".join(parts).translate(None, _WHITESPACE)
+    before, at = _scan(stream, _HEX_END, chunk=_CHUNK)
+    if at is None:
+        raise PdfStreamError("Unexpected end of stream in hex string")
+    stream.seek(start + at + 1)
+    digits = before.translate(None, _WHITESPACE)
     if not _HEX.fullmatch(digits):
         bad = re.search(rb"[^0-9A-Fa-f]", digits)
         raise PdfStreamError("Unexpected token in hex string: "
@@ -81,6 +102,87 @@ def read_hex_string_from_stream(stream: IO[bytes]) -> generic.ByteStringObject |
     if len(digits) % 2:
         digits += b"0"
     return generic.pdf_string(binascii.unhexlify(digits))
+
+
+# -- 1b. the tokeniser's byte-at-a-time loops -------------------------------------------------
+
+_original_read_non_whitespace = misc.read_non_whitespace
+_original_read_until_class = misc._read_until_class
+_original_read_until_regex = misc.read_until_regex
+_original_decode_name = generic._decode_name
+_NON_WHITESPACE = re.compile(b"[^" + re.escape(misc.PDF_WHITESPACE) + b"]")
+_NUMBER_END = generic.NumberObject.NumberPattern
+_PLAIN_NAME = re.compile(rb"[!-~]*")
+_NOT_PLAIN_IN_NAME = frozenset(misc.PDF_DELIMITERS + b"#")
+_class_patterns: dict[bytes, re.Pattern[bytes]] = {}
+
+
+def read_non_whitespace(stream: IO[bytes], seek_back: bool = False,
+                        allow_eof: bool = False) -> bytes:
+    """pyHanko's ``misc.read_non_whitespace`` (the next byte that is not PDF whitespace),
+    finding it with one search instead of a read per byte; a comment goes to the original,
+    from where it starts."""
+    start = stream.tell()
+    _skipped, at = _scan(stream, _NON_WHITESPACE)
+    if at is None:
+        if allow_eof:
+            return b""
+        raise PdfStreamError("Stream ended prematurely")
+    stream.seek(start + at)
+    tok = stream.read(1)
+    if tok == b"%":
+        stream.seek(start + at)
+        return cast(bytes, _original_read_non_whitespace(stream, seek_back, allow_eof))
+    if seek_back:
+        stream.seek(start + at)
+    return tok
+
+
+def _read_until_class(class_chars: bytes, stream: IO[bytes],
+                      maxchars: int | None = None) -> tuple[bytes, bool]:
+    """pyHanko's ``misc._read_until_class`` (the bytes before the next one of
+    ``class_chars``, which is consumed; whether the stream ended first), by searching
+    chunks instead of reading a byte at a time. A ``maxchars`` below 1 goes to the original
+    (which fails on 0)."""
+    if maxchars is not None and maxchars < 1:
+        return cast(tuple[bytes, bool], _original_read_until_class(class_chars, stream, maxchars))
+    pattern = _class_patterns.get(class_chars)
+    if pattern is None:
+        pattern = _class_patterns[class_chars] = re.compile(
+            b"[" + b"".join(re.escape(bytes((c,))) for c in class_chars) + b"]")
+    start = stream.tell()
+    before, at = _scan(stream, pattern, maxchars)
+    if at is None:  # the stream ended, or maxchars were read (then it is where it should be)
+        return before, maxchars is None or len(before) < maxchars
+    stream.seek(start + at + 1)
+    return before, False
+
+
+def read_until_regex(stream: IO[bytes], regex: re.Pattern[bytes],
+                     ignore_eof: bool = False) -> bytes:
+    """pyHanko's ``misc.read_until_regex``. The original searches 16-byte chunks one at a
+    time; for the number tokeniser's pattern, a single byte class, the chunk size cannot
+    change the answer, so that one is searched in larger chunks. Any other pattern goes to
+    the original."""
+    if regex is not _NUMBER_END:
+        return cast(bytes, _original_read_until_regex(stream, regex, ignore_eof))
+    start = stream.tell()
+    before, at = _scan(stream, regex)
+    if at is None:
+        if ignore_eof:
+            return before
+        raise PdfStreamError("Stream has ended unexpectedly")
+    stream.seek(start + at)
+    return before
+
+
+def _decode_name(name_bytes: bytes) -> generic.NameObject:
+    """pyHanko's ``generic._decode_name``: a name of printable ASCII without escapes is the
+    name itself; anything else (escapes, bytes that must be escaped) goes to the original,
+    with its errors."""
+    if _PLAIN_NAME.fullmatch(name_bytes) and _NOT_PLAIN_IN_NAME.isdisjoint(name_bytes):
+        return generic.NameObject("/" + name_bytes.decode("ascii"))
+    return cast(generic.NameObject, _original_decode_name(name_bytes))
 
 
 _original_prep = x509.NameTypeAndValue._ldap_string_prep
@@ -271,6 +373,52 @@ def _struct_tree_refs(elem: Any) -> Iterator[generic.Reference]:
         yield from _struct_tree_refs(child)
 
 
+class _Visit(NamedTuple):
+    """One step of the walk onto an indirect object: at ``path``, and what it found there.
+
+    ``entered`` is False where the walk recorded the path but did not go in (the page or
+    the structure tree reached from elsewhere; a cycle is not even recorded). ``ids`` holds the object numbers
+    of every visit in this subtree, this one's included: a subtree none of whose objects a
+    revision writes is the same in that revision (see :func:`load_reverse_xref_cache`).
+    """
+
+    ref: generic.Reference
+    path: _Path
+    in_struct: bool
+    entered: bool
+    children: tuple[_Visit, ...]
+    ids: frozenset[int]
+
+
+class _Walk(NamedTuple):
+    """One revision's whole walk, kept on the reader for the next revision to start from.
+    Besides the objects' values, the walk depends on the page tree and the structure tree
+    (its pruning rules) and on the trailer's references (where it starts)."""
+
+    revision: int
+    start: list[tuple[_Path, generic.Reference, bool]]
+    page_tree: dict[generic.Reference, _Path]
+    struct_tree: set[generic.Reference]
+    top: tuple[_Visit, ...]
+
+
+_WALKS = "_hsdt_walks"
+
+
+def _walk_reusable(xrefs: XRefCache, revision: int) -> frozenset[int] | None:
+    """The object numbers ``revision`` writes, if the walk of the revision before can be
+    carried over to it: no object freed (pyHanko refuses that anyway), and no hybrid
+    cross-reference section anywhere (where an object's entry may come from the section
+    after its own)."""
+    sections = xrefs._xref_sections
+    if revision < 1 or any(s.xref_data.hybrid is not None for s in sections):
+        return None
+    data = sections[revision].xref_data
+    if data.freed:
+        return None
+    return frozenset(idnum for idnum, _ in data.explicit_refs_in_revision)
+
+
 def load_reverse_xref_cache(self: HistoricalResolver) -> None:
     """pyHanko's ``HistoricalResolver._load_reverse_xref_cache``: every path from the trailer
     to every object of this revision, by the same walk and the same pruning rules.
@@ -283,6 +431,16 @@ def load_reverse_xref_cache(self: HistoricalResolver) -> None:
     the resolver would copy) and skips values that cannot lead to a reference. The paths
     of each object become RawPdfPath sets only when asked for (:class:`_PathsByRef`).
     Encrypted files, where values can be lazily decrypted proxies, take the original.
+
+    Consecutive revisions share almost all of their walk: a signature writes its field,
+    its value and its appearance, and nothing else. The walk is kept as a tree of visits
+    (:class:`_Visit`); the next revision's walk is this tree with the subtrees through an
+    object that revision writes walked again. That is the same walk, visit for visit and
+    in the same order, because a visit's subtree depends only on the values of the objects
+    in it, on the path and the objects above it (the cycle guard), and on the page and the
+    structure trees and the trailer, and the reuse is taken only when those three are
+    unchanged. Anything else (the first revision, revisions asked for out of order, a
+    changed page tree, freed objects, hybrid files) is walked whole.
     """
     if self._indirect_object_access_cache is not None:
         return
@@ -312,42 +470,61 @@ def load_reverse_xref_cache(self: HistoricalResolver) -> None:
             return self(ref)
         return obj
 
-    collected: dict[generic.Reference, set[_Path]] = {}
+    def enter(ref: generic.Reference, path: _Path, seen: set[generic.Reference],
+              in_struct: bool) -> _Visit | None:
+        if ref in seen:  # no cycles within one path: not even recorded
+            return None
+        own = frozenset((ref.idnum,))
+        obj = value(ref)
+        # enter the page tree only through its own path, the structure tree only from its
+        # root (pyHanko's rules against combinatorial blow-up)
+        if page_tree.get(ref, path) != path or (not in_struct and ref in struct_tree):
+            return _Visit(ref, path, in_struct, False, (), own)
+        seen.add(ref)
+        found: list[_Visit] = []
+        contents(obj, path, seen, in_struct, found, enter)
+        seen.discard(ref)
+        return _Visit(ref, path, in_struct, True, tuple(found),
+                      own.union(*(v.ids for v in found)))
 
-    def walk(obj: Any, path: _Path, seen: set[generic.Reference], in_struct: bool) -> None:
-        if isinstance(obj, _IND):
-            ref = obj.reference
-            if ref in seen:  # no cycles within one path
-                return
-            paths = collected.get(ref)
-            if paths is None:
-                collected[generic.Reference(ref.idnum, ref.generation, self)] = paths = set()
-            paths.add(path)
-            obj = value(ref)
-            # enter the page tree only through its own path, the structure tree only from
-            # its root (pyHanko's rules against combinatorial blow-up)
-            if page_tree.get(ref, path) != path:
-                return
-            if not in_struct and ref in struct_tree:
-                return
-            seen.add(ref)
-            contents(obj, path, seen, in_struct)
-            seen.discard(ref)
-        else:
-            contents(obj, path, seen, in_struct)
-
-    def contents(obj: Any, path: _Path, seen: set[generic.Reference], in_struct: bool) -> None:
+    def contents(obj: Any, path: _Path, seen: set[generic.Reference], in_struct: bool,
+                 found: list[_Visit], enter: Any) -> None:
         if isinstance(obj, _DICT):
             at_struct_root = path == _STRUCT_TREE_ROOT
             for k, v in obj.items():
                 if k == "/Parent" or (in_struct and k == "/P"):
                     continue
                 if isinstance(v, _TRAVERSED):
-                    walk(v, (*path, k), seen, in_struct or (at_struct_root and k == "/K"))
+                    sub, struct = (*path, k), in_struct or (at_struct_root and k == "/K")
+                    if isinstance(v, _IND):
+                        if (visit := enter(v.reference, sub, seen, struct)) is not None:
+                            found.append(visit)
+                    else:
+                        contents(v, sub, seen, struct, found, enter)
         elif isinstance(obj, _ARR):
             for ix, v in enumerate(obj):
                 if isinstance(v, _TRAVERSED):
-                    walk(v, (*path, ix), seen, in_struct)
+                    if isinstance(v, _IND):
+                        if (visit := enter(v.reference, (*path, ix), seen, in_struct)) is not None:
+                            found.append(visit)
+                    else:
+                        contents(v, (*path, ix), seen, in_struct, found, enter)
+
+    def renewed(v: _Visit, written: frozenset[int], seen: set[generic.Reference]) -> _Visit:
+        if v.ids.isdisjoint(written):
+            return v
+        if v.ref.idnum in written:
+            again = enter(v.ref, v.path, seen, v.in_struct)
+            assert again is not None  # the same ancestors: no cycle now either
+            return again
+        seen.add(v.ref)  # entered: a visit not entered holds its own number only
+        kids = tuple(renewed(c, written, seen) for c in v.children)
+        seen.discard(v.ref)
+        return v._replace(children=kids, ids=frozenset((v.ref.idnum,)).union(*(c.ids for c in kids)))
+
+    def glance(ref: generic.Reference, path: _Path, seen: set[generic.Reference],
+               in_struct: bool) -> _Visit | None:
+        return _Visit(ref, path, in_struct, False, (), frozenset())
 
     pages_ref = self.root.raw_get("/Pages")
     pages_path: _Path = ("/Root", "/Pages")
@@ -366,7 +543,30 @@ def load_reverse_xref_cache(self: HistoricalResolver) -> None:
             struct_tree.add(ref)
     except KeyError:
         pass
-    contents(self.trailer_view, (), set(), False)
+    starts: list[_Visit] = []
+    contents(self.trailer_view, (), set(), False, starts, glance)
+    start = [(v.path, v.ref, v.in_struct) for v in starts]
+    walks: dict[int, _Walk] = reader.__dict__.setdefault(_WALKS, {})
+    prior = walks.get(revision - 1)
+    written = _walk_reusable(xrefs, revision)
+    if (prior is not None and written is not None and prior.start == start
+            and prior.page_tree == page_tree and prior.struct_tree == struct_tree):
+        top = tuple(renewed(v, written, set()) for v in prior.top)
+    else:
+        found: list[_Visit] = []
+        contents(self.trailer_view, (), set(), False, found, enter)
+        top = tuple(found)
+    walks.clear()  # the walk of the revision before is needed, no other
+    walks[revision] = _Walk(revision, start, page_tree, struct_tree, top)
+    collected: dict[generic.Reference, set[_Path]] = {}
+    stack = list(reversed(top))
+    while stack:  # in the walk's order (pre-order), as pyHanko fills its map
+        v = stack.pop()
+        paths = collected.get(v.ref)
+        if paths is None:
+            collected[generic.Reference(v.ref.idnum, v.ref.generation, self)] = paths = set()
+        paths.add(v.path)
+        stack.extend(reversed(v.children))
     self._indirect_object_access_cache = _PathsByRef(collected)
 
 
@@ -419,11 +619,51 @@ async def validate_cert_usage(cert: x509.Certificate, validation_context: Valida
     return found
 
 
+# -- 5. certificates carried in signatures, parsed once per encoding -------------------------
+
+_original_certificate_info = generic_cms.extract_certificate_info
+
+
+def extract_certificate_info(signed_data: cms.SignedData) -> SignedDataCerts:
+    """pyHanko's ``extract_certificate_info`` (the signer's certificate and the others a CMS
+    carries), each certificate the thread's shared object for its encoding
+    (:mod:`hsdt.signing.parsed`).
+
+    Every signature of a record carries its signer's chain, and every timestamp the TSA's:
+    the same few certificates, parsed afresh from each CMS, so that path building and
+    revocation matching computed their names' hashes and key identifiers again for every
+    signature of every record. The shared object has the same encoding, hence the same
+    value; the signer is identified by pyHanko as before.
+    """
+    info = _original_certificate_info(signed_data)
+    return SignedDataCerts(
+        signer_cert=parsed.load(x509.Certificate, info.signer_cert.dump()),
+        other_certs=[parsed.load(x509.Certificate, c.dump()) for c in info.other_certs],
+        attribute_certs=info.attribute_certs)
+
+
+PATCHES: list[tuple[Any, str, Any, Any]] = [
+    # (where, name, ours, pyHanko's or asn1crypto's own)
+    (generic, "read_hex_string_from_stream", read_hex_string_from_stream, _original),
+    (misc, "read_non_whitespace", read_non_whitespace, _original_read_non_whitespace),
+    (generic, "read_non_whitespace", read_non_whitespace, _original_read_non_whitespace),
+    (misc, "_read_until_class", _read_until_class, _original_read_until_class),
+    (misc, "read_until_regex", read_until_regex, _original_read_until_regex),
+    (generic, "read_until_regex", read_until_regex, _original_read_until_regex),
+    (generic, "_decode_name", _decode_name, _original_decode_name),
+    (x509.NameTypeAndValue, "_ldap_string_prep", _cached_prep, _original_prep),
+    (x509.Name, "__eq__", _name_eq, _original_name_eq),
+    (PdfFileReader, "get_object", get_object, _original_get_object),
+    (HistoricalResolver, "_load_reverse_xref_cache", load_reverse_xref_cache, _original_lut),
+    (XRefCache, "get_last_change", get_last_change, _original_last_change),
+    (generic_cms, "validate_cert_usage", validate_cert_usage, _original_validate_cert_usage),
+    (generic_cms, "extract_certificate_info", extract_certificate_info,
+     _original_certificate_info),
+]
+"""Every speed-up, in one table: :func:`install` puts ours in, and the tests put the
+originals back to compare."""
+
+
 def install() -> None:
-    generic.read_hex_string_from_stream = read_hex_string_from_stream  # type: ignore[assignment]
-    x509.NameTypeAndValue._ldap_string_prep = _cached_prep  # type: ignore[method-assign]
-    x509.Name.__eq__ = _name_eq  # type: ignore[method-assign,assignment]
-    PdfFileReader.get_object = get_object  # type: ignore[method-assign]
-    HistoricalResolver._load_reverse_xref_cache = load_reverse_xref_cache  # type: ignore[method-assign]
-    XRefCache.get_last_change = get_last_change  # type: ignore[method-assign]
-    generic_cms.validate_cert_usage = validate_cert_usage
+    for where, name, ours, _original_value in PATCHES:
+        setattr(where, name, ours)

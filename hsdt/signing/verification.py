@@ -20,6 +20,7 @@ from typing import Any, Literal
 import pikepdf
 from asn1crypto import crl, ocsp, x509
 from pikepdf.models.metadata import decode_pdf_date
+from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader
 from pyhanko.sign.diff_analysis import (
@@ -45,7 +46,7 @@ from pyhanko_certvalidator.path import ValidationPath
 
 from hsdt.domain.errors import HsdtError, UnusableInput
 from hsdt.domain.plans import ResolvedPlan
-from hsdt.signing import _speedups
+from hsdt.signing import _speedups, parsed
 from hsdt.signing.bindings import CertificateBindings
 from hsdt.signing.keys import fingerprint
 from hsdt.signing.record_state import RecordState, read_record
@@ -372,6 +373,36 @@ class VerificationReport:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class _DssEvidence:
+    """What a record's DSS holds, parsed: read once per verification, for every context.
+
+    The certificates are those pyHanko's ``as_validation_context`` gives (one per issuer
+    and serial, in the DSS's order); each is the thread's shared object for its encoding
+    (:mod:`hsdt.signing.parsed`), as are the OCSP responses and CRLs.
+    """
+
+    certs: tuple[x509.Certificate, ...]
+    ocsps: tuple[ocsp.OCSPResponse, ...]
+    crls: tuple[crl.CertificateList, ...]
+
+    @classmethod
+    def read(cls, reader: PdfFileReader) -> _DssEvidence | None:
+        try:
+            dss = DocumentSecurityStore.read_dss(reader)
+        except (ValidationInfoReadingError, KeyError, ValueError):
+            return None
+        return cls(
+            tuple(parsed.load(x509.Certificate,
+                              ref.get_object().read_data(DecodePurpose.CERTIFICATE))
+                  for ref in dss.certs.values()),
+            tuple(parsed.load(ocsp.OCSPResponse,
+                              ref.get_object().read_data(DecodePurpose.OCSP_RESPONSE))
+                  for ref in dss.ocsps),
+            tuple(parsed.load(crl.CertificateList, ref.get_object().read_data(DecodePurpose.CRL))
+                  for ref in dss.crls))
+
+
 @dataclass
 class Verifier:
     """Verifies records against trust anchors and the certificate bindings.
@@ -407,7 +438,8 @@ class Verifier:
         # Judged at today's date instead, every record would fail once its certificates and
         # revocation data aged, which is exactly what the archive timestamps are there for.
         times = [_tst_time(t) for t in stamps]
-        vc, revocation, vdata, dss_digests = self._context(state, sealed,
+        dss = _DssEvidence.read(state.reader)
+        vc, revocation, vdata, dss_digests = self._context(state, sealed, dss,
                                                            times[0] if times else None)
         evidence = _RevocationIndex(vc, dss_digests)
         diff = _ConsecutiveDiffPolicy()
@@ -418,7 +450,7 @@ class Verifier:
             ts_checks = []
             for k, t in enumerate(stamps):
                 moment = times[k + 1] if k + 1 < len(times) else times[k]
-                tvc = self._context(state, True, moment)[0]
+                tvc = self._context(state, True, dss, moment)[0]
                 ts_contexts.append(tvc)
                 ts_checks.append(await self._check_timestamp(t, tvc, diff,
                                                              _RevocationIndex(tvc, dss_digests)))
@@ -481,7 +513,8 @@ class Verifier:
             school_name=str(state.data["school"].get("name", "")), validation_data=vdata,
         )
 
-    def _context(self, state: RecordState, sealed: bool, moment: datetime | None = None
+    def _context(self, state: RecordState, sealed: bool, dss: _DssEvidence | None,
+                 moment: datetime | None = None
                  ) -> tuple[ValidationContext, bool, ValidationData, frozenset[str]]:
         """The context; whether it can establish revocation status at all (from the DSS of a
         sealed record, or online; offline without a DSS it cannot, and says so); what the DSS
@@ -489,18 +522,17 @@ class Verifier:
         tell evidence the record carries from evidence fetched today."""
         kwargs: dict[str, Any] = {"trust_roots": self.trust_roots, "revocation_mode": "require",
                                   "retroactive_revinfo": True}
-        dss: DocumentSecurityStore | None = None
-        try:
-            dss = DocumentSecurityStore.read_dss(state.reader)
-        except (ValidationInfoReadingError, KeyError, ValueError):
-            dss = None
         counts: dict[str, int] = {}
         if dss is not None:
             counts = {"dss_certificates": len(dss.certs), "dss_ocsp_responses": len(dss.ocsps),
                       "dss_crls": len(dss.crls)}
         if sealed and dss is not None:
             point = {"moment": moment} if moment is not None else {}
-            vc = dss.as_validation_context({**kwargs, "allow_fetching": False, **point})
+            # What pyHanko's DocumentSecurityStore.as_validation_context builds, from the
+            # evidence read once for the whole verification.
+            vc = ValidationContext(**kwargs, allow_fetching=False, **point,
+                                   other_certs=list(dss.certs), ocsps=list(dss.ocsps),
+                                   crls=list(dss.crls))
             _speedups.remember_validations(vc)  # this context, so this verification only
             digests = frozenset(_sha256(o.dump()) for o in [*vc.ocsps, *vc.crls])
             return vc, True, ValidationData("dss", **counts), digests
