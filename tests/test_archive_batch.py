@@ -8,6 +8,7 @@ append, the index commit — and the archive is then checked the way an auditor 
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import signal
 import sqlite3
@@ -239,6 +240,10 @@ def test_a_batch_verified_by_several_processes_gives_what_one_process_gives(
         assert [(e.sha256, e.record_id, e.revision, e.key, e.superseded_by) for e in pooled.entries()] \
             == [(e.sha256, e.record_id, e.revision, e.key, e.superseded_by) for e in serial.entries()]
         assert audit_log(pooled) == []
+        # A process that has verified a record has frozen what it keeps (hsdt.heap).
+        assert pooled._pool is not None
+        frozen = [pooled._pool._pool.submit(gc.get_freeze_count).result() for _ in range(4)]
+        assert max(frozen) > 10_000, frozen
         entry, _ = pooled.ingest(other_sealed)  # a single record: verified here
         assert calls == [other_sealed] and entry == pooled.index.by_sha(sha256_hex(other_sealed))
     finally:

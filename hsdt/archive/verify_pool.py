@@ -24,10 +24,12 @@ from datetime import datetime
 
 from asn1crypto import x509
 
+from hsdt.heap import freeze_long_lived
 from hsdt.signing.bindings import CertificateBindings
 from hsdt.signing.verification import VerificationReport, Verifier
 
 _verifier: Verifier | None = None  # in each pool process: its copy of the archive's verifier
+_frozen = False  # in each pool process: whether its long-lived objects are frozen
 
 
 def _start(roots_der: list[bytes], bindings: dict[str, str] | None, online: bool) -> None:
@@ -42,9 +44,16 @@ def _ready() -> bool:
 
 
 def _verify(pdf: bytes, now: datetime) -> VerificationReport:
+    global _frozen
     if _verifier is None:  # pragma: no cover - the initializer always runs first
         raise RuntimeError("verification process started without its verifier")
-    return replace(_verifier, clock=lambda: now).verify(pdf)
+    try:
+        return replace(_verifier, clock=lambda: now).verify(pdf)
+    finally:
+        if not _frozen:  # the first record has put the long-lived part in place
+            _frozen = True
+            freeze_long_lived()
+
 
 
 class VerifyPool:

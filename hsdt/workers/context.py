@@ -25,6 +25,7 @@ from hsdt.archive.factory import open_store
 from hsdt.archive.ingest import Archive
 from hsdt.archive.store import ObjectStore
 from hsdt.domain.plans import FieldAssignment, Role
+from hsdt.heap import freeze_long_lived
 from hsdt.signing import testpki
 from hsdt.signing.bindings import CertificateBindings
 from hsdt.signing.keys import SigningKey
@@ -160,6 +161,7 @@ def warm_up(pki_dir: Path | None = None) -> None:
             except Exception as exc:
                 _log.warning("Chứng thư của %s chưa kiểm tra trước được: %s", key.subject_name, exc)
         appearance.warm_up([key.subject_name for key in keys])
+    freeze_long_lived()
     _log.info("Tiến trình worker đã khởi động sẵn: phông chữ, mẫu hồ sơ, %d khoá ký (%.1f s).",
               len(keys), time.perf_counter() - started)
 

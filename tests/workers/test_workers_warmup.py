@@ -69,8 +69,11 @@ def test_a_warm_up_that_cannot_render_logs_and_returns(monkeypatch: pytest.Monke
         raise OSError("libpango missing (test)")
 
     monkeypatch.setattr(hsdt.workflow, "render", broken)
+    frozen: list[bool] = []  # not this test process's heap: only that the warm-up asks
+    monkeypatch.setattr(context, "freeze_long_lived", lambda: frozen.append(True))
     with caplog.at_level(logging.INFO, logger="hsdt.workers.context"):
         context.warm_up(None)  # does not raise: the pool process starts
+    assert frozen == [True]  # what the process keeps is left out of later collections
     assert "Không kết xuất thử được hồ sơ mẫu" in caplog.text
     assert "libpango missing (test)" in caplog.text
     assert "đã khởi động sẵn" in caplog.text
