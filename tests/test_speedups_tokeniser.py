@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyhanko.pdf_utils import generic, misc
+from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.xref import ObjStreamRef
 
 from hsdt.signing import _speedups
 
@@ -124,3 +126,56 @@ def test_every_object_of_a_sealed_record_reads_the_same(sealed: bytes,
     assert len(ours) == len(theirs) > 200
     for a, b in zip(ours, theirs, strict=True):
         assert _same(a, b)
+
+
+# -- object streams: the header read once per stream ------------------------------------------
+
+def _in_object_streams(reader: PdfFileReader) -> list[tuple[int, int, int]]:
+    found = []
+    for rev in range(reader.xrefs.total_revisions):
+        for ref in reader.xrefs.explicit_refs_in_revision(rev):
+            marker = reader.xrefs.get_historical_ref(ref, rev)
+            if isinstance(marker, ObjStreamRef):
+                found.append((ref.idnum, marker.obj_stream_id, marker.ix_in_stream))
+    return found
+
+
+def _result(fn: Callable[..., Any], *args: Any) -> Any:
+    """What ``fn(*args)`` returns, or the type and message of what it raises."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # the errors are what is compared
+        return (type(exc).__name__, str(exc))
+
+
+def test_objects_in_object_streams_read_the_same(sealed: bytes) -> None:
+    from test_speedups import _same
+
+    ours, theirs = (PdfFileReader(io.BytesIO(sealed), strict=False) for _ in range(2))
+    wanted = _in_object_streams(ours)
+    assert len(wanted) > 20
+    first_id, first_stream = wanted[0][:2]
+    for idnum, stmnum, ix in [*wanted, (999_999, first_stream, 0), (first_id, first_stream, 10_000)]:
+        a = _result(_speedups.get_object_from_stream, ours, idnum, stmnum, ix)
+        b = _result(_speedups._original_from_stream, theirs, idnum, stmnum, ix)
+        assert type(a) is type(b) and _same(a, b), (idnum, stmnum, ix)
+    assert ours.__dict__[_speedups._OBJSTM_TABLES]  # the headers were read once and kept
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("header", [b"5 0 6 10 7 x", b"5 0 5 10 7 20", b"5 0 6 10", b"5 0 6 1.5 7 20"],
+                         ids=["bad_token", "repeated_number", "short", "float_offset"])
+def test_an_odd_object_stream_reads_as_in_pyhanko(sealed: bytes, strict: bool, header: bytes) -> None:
+    body = b"<</A 1>> " + b"[2 3] " + b"(x) " + b" " * 20
+    stream = generic.StreamObject({pdf_name("/Type"): pdf_name("/ObjStm"),
+                                   pdf_name("/N"): generic.NumberObject(3),
+                                   pdf_name("/First"): generic.NumberObject(len(header) + 1)},
+                                  stream_data=header + b" " + body)
+    outcomes = []
+    for fn in (_speedups.get_object_from_stream, _speedups._original_from_stream):
+        reader = PdfFileReader(io.BytesIO(sealed), strict=strict)
+        reader.cache_indirect_object(0, 900_000, stream)
+        outcomes.append([_result(fn, reader, i, 900_000, x)
+                         for i, x in [(5, 0), (6, 1), (7, 2), (5, 1), (8, 0)]])
+    ours, theirs = outcomes
+    assert [(type(a), a) for a in ours] == [(type(b), b) for b in theirs]

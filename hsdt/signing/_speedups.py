@@ -41,10 +41,12 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from io import BytesIO
 from typing import IO, Any, NamedTuple, cast
 
 from asn1crypto import cms, x509
 from pyhanko.pdf_utils import generic, misc
+from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.misc import PdfStreamError
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
 from pyhanko.pdf_utils.xref import XRefCache
@@ -304,6 +306,72 @@ def get_last_change(self: XRefCache, ref: generic.Reference) -> int:
     if found is None:
         raise KeyError(ref)
     return found
+
+
+_original_from_stream = PdfFileReader._get_object_from_stream
+_OBJSTM_TABLES = "_hsdt_objstm_tables"
+
+
+def _objstm_table(reader: PdfFileReader, stmnum: int, stream: generic.StreamObject
+                  ) -> list[tuple[Any, Any]] | None:
+    """The (object number, offset) pairs of an object stream's header, read as pyHanko
+    reads them, once per stream object; None if reading them fails anywhere (then the
+    original, which may stop before the failure, answers)."""
+    tables: dict[int, tuple[generic.StreamObject, list[tuple[Any, Any]] | None]] = \
+        reader.__dict__.setdefault(_OBJSTM_TABLES, {})
+    found = tables.get(stmnum)
+    if found is not None and found[0] is stream:
+        return found[1]
+    table: list[tuple[Any, Any]] | None = []
+    try:
+        data = BytesIO(stream.read_data(DecodePurpose.OBJECT_STREAM))
+        for _ in range(stream["/N"]):
+            misc.read_non_whitespace(data, seek_back=True)
+            objnum = generic.NumberObject.read_from_stream(data)
+            misc.read_non_whitespace(data, seek_back=True)
+            offset = generic.NumberObject.read_from_stream(data)
+            misc.read_non_whitespace(data, seek_back=True)
+            table.append((objnum, offset))
+    except Exception:  # any failure: the original reads it, and fails as it does
+        table = None
+    tables[stmnum] = (stream, table)
+    return table
+
+
+def get_object_from_stream(self: PdfFileReader, idnum: int, stmnum: int, idx: int) -> Any:
+    """pyHanko's ``PdfFileReader._get_object_from_stream``: one object of an object stream.
+
+    The original reads the stream's header from the start, pair by pair, for every object
+    it is asked for: an object stream of N objects costs N² header reads, two thirds of a
+    record's first-signature revision. Here the header is read once per stream (with the
+    same functions) and the object is read from its offset as the original reads it. Any
+    other path — an index out of range, a header that does not read, strict-mode
+    complaints, an object that fails to parse or is a stream or a reference — goes to the
+    original, which answers (or fails) as it always has.
+    """
+    stream = generic.Reference(stmnum, 0, self).get_object()
+    if not (isinstance(stream, generic.StreamObject) and stream.get("/Type") == "/ObjStm"
+            and isinstance(stream.get("/N"), int) and 0 <= idx < stream["/N"]):
+        return _original_from_stream(self, idnum, stmnum, idx)
+    table = _objstm_table(self, stmnum, stream)
+    if table is None:
+        return _original_from_stream(self, idnum, stmnum, idx)
+    for i, (objnum, offset) in enumerate(table):
+        if objnum != idnum:
+            continue
+        if self.strict and idx != i:
+            break
+        data = BytesIO(stream.read_data(DecodePurpose.OBJECT_STREAM))
+        data.seek(stream["/First"] + offset)
+        try:
+            obj = generic.read_object(data, generic.Reference(idnum, 0, self))
+        except (misc.PdfStreamError, misc.PdfReadError):
+            break
+        if isinstance(obj, (generic.StreamObject, generic.IndirectObject)):
+            break
+        generic.read_non_whitespace(data, seek_back=True, allow_eof=True)
+        return obj
+    return _original_from_stream(self, idnum, stmnum, idx)
 
 
 _IND, _DICT, _ARR = generic.IndirectObject, generic.DictionaryObject, generic.ArrayObject
@@ -654,6 +722,7 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (x509.NameTypeAndValue, "_ldap_string_prep", _cached_prep, _original_prep),
     (x509.Name, "__eq__", _name_eq, _original_name_eq),
     (PdfFileReader, "get_object", get_object, _original_get_object),
+    (PdfFileReader, "_get_object_from_stream", get_object_from_stream, _original_from_stream),
     (HistoricalResolver, "_load_reverse_xref_cache", load_reverse_xref_cache, _original_lut),
     (XRefCache, "get_last_change", get_last_change, _original_last_change),
     (generic_cms, "validate_cert_usage", validate_cert_usage, _original_validate_cert_usage),
