@@ -18,7 +18,7 @@ from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.xref import ObjStreamRef
 
-from hsdt.signing import _speedups
+from hsdt.signing import _fastparse, _speedups
 
 _WS = misc.PDF_WHITESPACE
 _CLASSES = [misc.PDF_WHITESPACE, misc.PDF_WHITESPACE + misc.PDF_DELIMITERS]
@@ -102,12 +102,29 @@ def test_arbitrary_bytes(data: bytes, maxchars: int | None) -> None:
 @contextmanager
 def _pyhankos_own_tokeniser(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     with monkeypatch.context() as m:
-        for module in (misc, generic):
-            m.setattr(module, "read_non_whitespace", _speedups._original_read_non_whitespace)
-            m.setattr(module, "read_until_regex", _speedups._original_read_until_regex)
-        m.setattr(misc, "_read_until_class", _speedups._original_read_until_class)
-        m.setattr(generic, "_decode_name", _speedups._original_decode_name)
+        for where, name, _ours, theirs in _speedups.PATCHES:
+            m.setattr(where, name, theirs)
         yield
+
+
+def _same_read(a: Any, b: Any) -> bool:
+    """Deep equality of two parsed objects, their ``container_ref`` included."""
+    if type(a) is not type(b) or a.container_ref != b.container_ref:
+        return False
+    if isinstance(a, generic.StreamObject) and a.encoded_data != b.encoded_data:
+        return False
+    if isinstance(a, generic.DictionaryObject):
+        return list(a) == list(b) and all(
+            type(k1) is type(k2) and k1.container_ref == k2.container_ref
+            for k1, k2 in zip(a, b, strict=True)) and all(
+            _same_read(a.raw_get(k), b.raw_get(k)) for k in a)
+    if isinstance(a, generic.ArrayObject):
+        return len(a) == len(b) and all(_same_read(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, generic.IndirectObject):
+        return a.reference == b.reference
+    if isinstance(a, generic.FloatObject):
+        return str(a) == str(b)
+    return bool(a == b)
 
 
 def _every_object(pdf: bytes) -> list[Any]:
@@ -125,7 +142,7 @@ def test_every_object_of_a_sealed_record_reads_the_same(sealed: bytes,
         theirs = _every_object(sealed)
     assert len(ours) == len(theirs) > 200
     for a, b in zip(ours, theirs, strict=True):
-        assert _same(a, b)
+        assert _same(a, b) and _same_read(a, b)
 
 
 # -- object streams: the header read once per stream ------------------------------------------
@@ -179,3 +196,102 @@ def test_an_odd_object_stream_reads_as_in_pyhanko(sealed: bytes, strict: bool, h
                          for i, x in [(5, 0), (6, 1), (7, 2), (5, 1), (8, 0)]])
     ours, theirs = outcomes
     assert [(type(a), a) for a in ours] == [(type(b), b) for b in theirs]
+
+
+# -- whole objects: the window reader against pyHanko's read_object ---------------------------
+
+# Mostly well-formed syntax (so that the window reader, not its fallback, is what is
+# compared), with odd tokens, comments and odd whitespace now and then.
+_WS = st.sampled_from([b" ", b" ", b"\n", b"\r\n", b"", b"\t", b"\x00", b"\x0c"])
+_ODD_WS = st.sampled_from([b"%c\n", b"\x0b", b"  \n "])
+_CLEAN = st.sampled_from([
+    b"/Type", b"/Annot", b"/A#20B", b"/", b"12", b"-3", b"+4", b".5", b"1.", b"-0.25", b"0", b"007",
+    b"3 0 R", b"12 0 R", b"5 2 R", b"8 1\nR", b"1 0  R", b"4 0 R/N", b"true", b"false", b"null",
+    b"(a b)", b"(a\\)b)", b"()", b"<414243>", b"<>"])
+_ODD = st.sampled_from([
+    b"/x(", b"1.2.3", b"1,5", b"-", b"0 0 R", b"1\x0b0 R", b"1 0\x00R", b"6 3\x0bR", b"2 1 Rx",
+    b"tru", b"nul", b"<4>", b"]", b">>", b"{", b"R", b"stream", b"99999999999 0 R", b"/\xc3\xa9"])
+
+
+def _syntax(odd: bool, depth: int = 3) -> st.SearchStrategy[bytes]:
+    ws = st.one_of(*[_WS] * 6, _ODD_WS) if odd else _WS
+    atoms = st.one_of(*[_CLEAN] * 6, _ODD) if odd else _CLEAN
+    leaf = st.tuples(ws, atoms).map(b"".join)
+    if depth == 0:
+        return leaf
+    inner = _syntax(odd, depth - 1)
+    arrays = st.lists(st.tuples(inner, ws).map(b"".join), max_size=6).map(
+        lambda xs: b"[" + b"".join(xs) + b"]")
+    keys = st.integers(0, 99).map(lambda i: b"/K%d" % i)
+    if odd:
+        keys = st.one_of(keys, st.sampled_from([b"/Length", b"/Z#41", b"K", b"/K1"]))
+    pairs = st.tuples(ws, keys, ws, inner).map(b"".join)
+    ends = st.sampled_from([b">>", b">>", b">x", b">", b"> >"]) if odd else st.just(b">>")
+    dicts = st.tuples(st.lists(pairs, max_size=4), ws, ends).map(
+        lambda d: b"<<" + b"".join(d[0]) + d[1] + d[2])
+    return st.one_of(leaf, arrays, arrays, dicts, dicts)
+
+
+_OBJECTS = st.one_of(_syntax(False), _syntax(False), _syntax(True))
+
+
+@contextmanager
+def _all_originals() -> Iterator[None]:
+    """pyHanko's and asn1crypto's own functions throughout (nested reads included)."""
+    saved = [(where, name, getattr(where, name)) for where, name, _o, _t in _speedups.PATCHES]
+    for where, name, _ours, theirs in _speedups.PATCHES:
+        setattr(where, name, theirs)
+    try:
+        yield
+    finally:
+        for where, name, value in saved:
+            setattr(where, name, value)
+
+
+def _read(ours: bool, data: bytes, reader: PdfFileReader, meta: bool) -> tuple[Any, int]:
+    """What reading ``data`` as an object gives (or raises), and where it leaves the stream:
+    with every speed-up, or with none."""
+    stream = io.BytesIO(data)
+    container = generic.Reference(7, 0, reader)
+    try:
+        if ours:
+            result: Any = _fastparse.read_object(stream, container, as_metadata_stream=meta)
+        else:
+            with _all_originals():
+                result = generic.read_object(stream, container, as_metadata_stream=meta)
+    except Exception as exc:  # the errors are what is compared
+        return (type(exc).__name__, str(exc)), stream.tell()
+    return result, stream.tell()
+
+
+@pytest.fixture(scope="module")
+def handler(sealed: bytes) -> PdfFileReader:
+    return PdfFileReader(io.BytesIO(sealed), strict=False)
+
+
+_TAILS = st.sampled_from([b"\nendobj" + b" " * 30, b"\nendobj" + b" " * 30,
+                          b" stream\r\nabcd\nendstream\nendobj" + b" " * 30,
+                          b"", b" ", b"stream\nab", b"%c\nstream\nabcd\nendstream", b" s",
+                          b" 1 0 R", b"x" * 5000])
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=_OBJECTS, tail=_TAILS, meta=st.booleans())
+def test_whole_objects_read_as_pyhanko_reads_them(handler: PdfFileReader, body: bytes,
+                                                  tail: bytes, meta: bool) -> None:
+    data = body.lstrip(b" \t\r\n\x00\x0c") + tail  # an object starts at its first byte
+    ours, theirs = _read(True, data, handler, meta), _read(False, data, handler, meta)
+    assert ours[1] == theirs[1], data
+    if isinstance(theirs[0], tuple) and len(theirs[0]) == 2 and isinstance(theirs[0][0], str):
+        assert ours[0] == theirs[0], data
+    else:
+        assert _same_read(ours[0], theirs[0]), data
+
+
+@pytest.mark.parametrize("size", [10, 4090, 4100, 40_000, 2_000_000])
+def test_objects_longer_than_the_window(handler: PdfFileReader, size: int) -> None:
+    numbers = b" ".join(b"%d" % (i % 977) for i in range(size // 4))
+    for data in (b"[" + numbers + b"]", b"<</W [" + numbers + b"] /N 1 0 R>> tail",
+                 b"<</Length 5>>stream\nabcde\nendstream", numbers[: size // 2]):
+        ours, theirs = _read(True, data, handler, False), _read(False, data, handler, False)
+        assert ours[1] == theirs[1] and _same_read(ours[0], theirs[0])

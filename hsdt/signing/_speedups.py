@@ -58,7 +58,7 @@ from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.registry import LazyPathIterator
 from pyhanko_certvalidator.util import CancelableAsyncIterator
 
-from hsdt.signing import parsed
+from hsdt.signing import _fastparse, parsed
 
 _original = generic.read_hex_string_from_stream
 _WHITESPACE = b" \t\r\n\x0c\x00"
@@ -719,6 +719,7 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (misc, "read_until_regex", read_until_regex, _original_read_until_regex),
     (generic, "read_until_regex", read_until_regex, _original_read_until_regex),
     (generic, "_decode_name", _decode_name, _original_decode_name),
+    (generic, "read_object", _fastparse.read_object, _fastparse._original_read_object),
     (x509.NameTypeAndValue, "_ldap_string_prep", _cached_prep, _original_prep),
     (x509.Name, "__eq__", _name_eq, _original_name_eq),
     (PdfFileReader, "get_object", get_object, _original_get_object),

@@ -1,0 +1,233 @@
+"""pyHanko's ``generic.read_object`` for the common case, on a window of bytes.
+
+pyHanko reads a PDF object token by token through the stream's ``read``/``seek``: four or
+five calls and a dispatch for every name, number and reference. Verifying a sealed record
+parses some four thousand such values per file, and parsing was a third of the modification
+analysis. This reader reads the object's bytes once (a window, widened if the object is
+longer) and walks names, numbers, references, booleans, nulls, arrays and dictionaries
+with compiled patterns, producing the very objects pyHanko produces — same types, values,
+``container_ref`` and the stream left at the same position.
+
+Everything else goes to pyHanko's own code: a string or a hex string is read by its reader
+at its position; a stream's payload by pyHanko's payload reader; and anything unusual — a
+comment, a duplicate key, a malformed token, the end of the data, a content stream — makes
+the whole object be read again by the original from its start, which answers (or fails)
+exactly as it always has. ``tests/test_speedups_tokeniser.py`` compares the two on every
+object of real records and on arbitrary token soup.
+"""
+
+from __future__ import annotations
+
+import re
+from io import BytesIO
+from typing import IO, Any
+
+from pyhanko.pdf_utils import generic
+
+_original_read_object = generic.read_object
+_NO = generic.ContentOpReading.NO
+_WINDOW = 4096
+_MAX_WINDOW = 1 << 20
+
+_SKIP = re.compile(rb"[ \t\n\r\x0c\x00]*")  # PDF whitespace (comments are not handled here)
+_NAME = re.compile(rb"/([^ \t\n\r\x0c\x00()<>\[\]{}/%]*)")
+_NUMBER_RUN = re.compile(rb"[+,\-.0-9]*")  # what pyHanko's number reader takes in
+_INT = re.compile(rb"[+-]?[0-9]+")
+_FLOAT = re.compile(rb"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)")
+_REF = re.compile(rb"([0-9]+)[ \t\n\r\x0c]+([0-9]+)[ \t\n\r\x0c]+R")
+
+
+class _Bail(Exception):
+    """Not the common case: the original reads the whole object."""
+
+
+class _NeedMore(Exception):
+    """The object goes on past the window: read a wider one."""
+
+
+class _Reader:
+    def __init__(self, stream: IO[bytes], start: int, data: bytes, at_eof: bool,
+                 container_ref: Any) -> None:
+        self.stream, self.start, self.data, self.at_eof = stream, start, data, at_eof
+        self.container_ref = container_ref
+        self.handler = container_ref.get_pdf_handler()
+
+    def need(self, end: int) -> None:
+        """The bytes up to ``end`` are needed to decide: there, or the original decides."""
+        if end > len(self.data):
+            raise _Bail if self.at_eof else _NeedMore
+
+    def skip(self, pos: int) -> int:
+        pos = _SKIP.match(self.data, pos).end()  # type: ignore[union-attr]
+        self.need(pos + 1)
+        if self.data[pos] == 0x25:  # '%': a comment
+            raise _Bail
+        return pos
+
+    def value(self, pos: int) -> tuple[Any, int]:
+        """pyHanko's ``read_object`` (outside content streams) at ``pos``."""
+        data = self.data
+        self.need(pos + 1)
+        c = data[pos]
+        if c == 0x2F:  # '/'
+            obj, pos = self.name(pos)
+        elif c == 0x3C:  # '<'
+            self.need(pos + 2)
+            if data[pos + 1] == 0x3C:
+                obj, pos = self.dictionary(pos, nested=True)
+            else:
+                obj, pos = self.delegated(pos)
+        elif c == 0x5B:  # '['
+            obj, pos = self.array(pos)
+        elif c == 0x74:  # 't'
+            self.need(pos + 4)
+            if data[pos:pos + 4] != b"true":
+                raise _Bail
+            obj, pos = generic.BooleanObject(True), pos + 4
+        elif c == 0x66:  # 'f'
+            self.need(pos + 5)
+            if data[pos:pos + 5] != b"false":
+                raise _Bail
+            obj, pos = generic.BooleanObject(False), pos + 5
+        elif c == 0x6E:  # 'n'
+            self.need(pos + 4)
+            if data[pos:pos + 4] != b"null":
+                raise _Bail
+            obj, pos = generic.NullObject(), pos + 4
+        elif c == 0x28:  # '('
+            obj, pos = self.delegated(pos)
+        elif 0x30 <= c <= 0x39:  # a digit: a reference if the next 20 bytes say so
+            self.need(pos + 20)
+            ref = _REF.match(data, pos, pos + 20)
+            if generic.INDIRECT_PATTERN.match(data[pos:pos + 20]) is not None:
+                if ref is None or int(ref.group(1)) <= 0:
+                    raise _Bail  # pyHanko's own reading of the odd ones (and its errors)
+                obj = generic.IndirectObject(int(ref.group(1)), int(ref.group(2)), self.handler)
+                pos = ref.end()
+            else:
+                obj, pos = self.number(pos)
+        elif c in (0x2B, 0x2D, 0x2E):  # '+', '-', '.'
+            obj, pos = self.number(pos)
+        else:
+            raise _Bail
+        obj.container_ref = self.container_ref
+        return obj, pos
+
+    def name(self, pos: int) -> tuple[generic.NameObject, int]:
+        m = _NAME.match(self.data, pos)
+        assert m is not None  # data[pos] is '/'
+        self.need(m.end() + 1)  # the delimiter after it is in the window
+        try:
+            return generic._decode_name(m.group(1)), m.end()
+        except Exception as exc:  # pyHanko's error, at pyHanko's position
+            raise _Bail from exc
+
+    def number(self, pos: int) -> tuple[Any, int]:
+        end = _NUMBER_RUN.match(self.data, pos).end()  # type: ignore[union-attr]
+        if end == len(self.data) and not self.at_eof:
+            raise _NeedMore
+        token = self.data[pos:end]
+        if _INT.fullmatch(token):
+            return generic.NumberObject(token.decode("ascii")), end
+        if _FLOAT.fullmatch(token):
+            return generic.FloatObject(token.decode("ascii")), end
+        raise _Bail
+
+    def array(self, pos: int) -> tuple[generic.ArrayObject, int]:
+        arr = generic.ArrayObject()
+        pos += 1
+        while True:
+            pos = self.skip(pos)
+            if self.data[pos] == 0x5D:  # ']'
+                return arr, pos + 1
+            item, pos = self.value(pos)
+            arr.append(item)
+
+    def dictionary(self, pos: int, nested: bool) -> tuple[Any, int]:
+        data: dict[generic.NameObject, Any] = {}
+        pos += 2
+        while True:
+            pos = self.skip(pos)
+            if self.data[pos] == 0x3E:  # '>': pyHanko takes the next byte with it
+                self.need(pos + 2)
+                pos += 2
+                break
+            if self.data[pos] != 0x2F:
+                raise _Bail  # not a key: pyHanko's error
+            key, pos = self.name(pos)
+            pos = self.skip(pos)
+            value, pos = self.value(pos)
+            if key in data:
+                raise _Bail  # pyHanko warns, or refuses in strict mode
+            data[key] = value
+        # pyHanko looks for a stream payload after every dictionary
+        after = pos
+        ahead = _SKIP.match(self.data, pos).end()  # type: ignore[union-attr]
+        if ahead == len(self.data) and not self.at_eof:
+            raise _NeedMore
+        if ahead < len(self.data) and self.data[ahead] == 0x25:
+            raise _Bail
+        if self.data[ahead:ahead + 1] == b"s":
+            self.need(ahead + 6)
+            if self.data[ahead:ahead + 6] == b"stream":
+                if nested:
+                    raise _Bail
+                return data, -after - 1  # a stream: the caller reads its payload
+        return generic.DictionaryObject(data), after
+
+    def delegated(self, pos: int) -> tuple[Any, int]:
+        """A value pyHanko's own reader reads (a string): at its place in the stream."""
+        self.stream.seek(self.start + pos)
+        obj = _original_read_object(self.stream, self.container_ref)
+        end = self.stream.tell() - self.start
+        self.need(end)
+        return obj, end
+
+
+def read_object(stream: IO[bytes], container_ref: Any, as_metadata_stream: bool = False,
+                in_content_stream: generic.ContentOpReading = _NO) -> Any:
+    """pyHanko's ``generic.read_object``; see the module's docstring."""
+    if in_content_stream is not _NO or not isinstance(stream, BytesIO):
+        return _original_read_object(stream, container_ref, as_metadata_stream, in_content_stream)
+    start = stream.tell()
+    window = _WINDOW
+    while True:
+        data = stream.read(window)
+        reader = _Reader(stream, start, data, len(data) < window, container_ref)
+        try:
+            if data[:2] == b"<<":
+                obj, end = reader.dictionary(0, nested=False)
+                if end < 0:  # a stream: pyHanko's payload reader, from after the dictionary
+                    stream.seek(start - end - 1)
+                    payload = generic._maybe_read_stream_payload(stream, obj, reader.handler)
+                    obj = _stream_object(obj, payload, as_metadata_stream)
+                    obj.container_ref = container_ref
+                    return obj
+                obj.container_ref = container_ref
+            else:
+                obj, end = reader.value(0)
+            stream.seek(start + end)
+            return obj
+        except _NeedMore:
+            window *= 8
+            if window <= _MAX_WINDOW:
+                stream.seek(start)
+                continue
+        except _Bail:
+            pass
+        stream.seek(start)
+        return _original_read_object(stream, container_ref, as_metadata_stream, in_content_stream)
+
+
+def _stream_object(data: dict[generic.NameObject, Any], payload: bytes | None,
+                   as_metadata_stream: bool) -> Any:
+    if payload is None:  # 'stream' not followed as pyHanko expects: a dictionary after all
+        return generic.DictionaryObject(data)
+    cls: type[generic.StreamObject] = generic.StreamObject
+    if as_metadata_stream:
+        try:
+            from pyhanko.pdf_utils.metadata.xmp_xml import MetadataStream
+            cls = MetadataStream
+        except ImportError:  # pragma: no cover - as pyHanko
+            pass
+    return cls(data, encoded_data=payload)
