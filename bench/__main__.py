@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         _preflight()
-        from bench import class40, pipeline
+        from bench import class40, machine, pipeline
 
         rep.comment(f"hsdt benchmarks — {platform.node()}: nproc {os.cpu_count()}, "
                     f"Python {platform.python_version()}, {platform.machine()}")
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"< {TARGET_VERIFY_MS} ms")
         rep.comment("figures are medians of several runs after a warm-up unless said otherwise; "
                     "TSA/OCSP/CRL served by a separate process on loopback")
+        machine.reference(rep)
         with tempfile.TemporaryDirectory(prefix="hsdt-bench-") as tmp:
             pipeline.run(Path(tmp), rep,
                          pipeline.Options(records=args.records, profile=args.profile))
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             rep.comment(f"--quick: class{args.students} run skipped")
         else:
             class40.run(rep, students=args.students)
+        machine.reference(rep, "machine.python_reference_end")
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
