@@ -78,6 +78,13 @@ def test_decode_name(name: bytes) -> None:
                   lambda s: _speedups._original_decode_name(s.read()), name)
 
 
+@pytest.mark.parametrize("data", [b"()", b"(abc) x", b"(D:20261129)", b"(a(b)c)", b"(a\\)b)",
+                                  b"(a\\nb)", b"(\\101)", b"(abc", b"(", b"", b"(" + b"x" * 200 + b")",
+                                  b"(\xfe\xff\x00A)", b"(a\\\nb)"])
+def test_read_string_literal(data: bytes) -> None:
+    _same_outcome(_speedups._read_string_literal_bytes, _speedups._original_string_literal, data)
+
+
 _TOKENS = st.sampled_from([b" ", b"\n", b"\r\n", b"\x00", b"%note\n", b"/", b"(", b")", b"<",
                            b">", b"[", b"]", b"#", b"12", b".5", b"-", b"R", b"abc", b"\xff"])
 
@@ -97,6 +104,8 @@ def test_arbitrary_bytes(data: bytes, maxchars: int | None) -> None:
                   lambda s: _speedups._original_read_until_regex(s, pattern, True), data)
     _same_outcome(lambda s: _speedups._decode_name(s.read()),
                   lambda s: _speedups._original_decode_name(s.read()), data)
+    _same_outcome(_speedups._read_string_literal_bytes, _speedups._original_string_literal,
+                  b"(" + data)
 
 
 @contextmanager

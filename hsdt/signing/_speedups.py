@@ -178,6 +178,26 @@ def read_until_regex(stream: IO[bytes], regex: re.Pattern[bytes],
     return before
 
 
+_original_string_literal = generic._read_string_literal_bytes
+_STRING_SPECIAL = re.compile(rb"[()\\]")
+
+
+def _read_string_literal_bytes(stream: IO[bytes]) -> bytes:
+    """pyHanko's ``generic._read_string_literal_bytes`` (a literal string's bytes): a
+    string with no parenthesis or backslash inside — a date, a name, a reason — is the
+    bytes up to its ')'; any other goes to the original, from its start."""
+    opening = stream.tell()
+    stream.read(1)  # the '(' (the original takes it unchecked too)
+    start = stream.tell()
+    before, at = _scan(stream, _STRING_SPECIAL)
+    if at is not None:
+        stream.seek(start + at)
+        if stream.read(1) == b")":
+            return before
+    stream.seek(opening)
+    return cast(bytes, _original_string_literal(stream))
+
+
 def _decode_name(name_bytes: bytes) -> generic.NameObject:
     """pyHanko's ``generic._decode_name``: a name of printable ASCII without escapes is the
     name itself; anything else (escapes, bytes that must be escaped) goes to the original,
@@ -719,6 +739,7 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (misc, "read_until_regex", read_until_regex, _original_read_until_regex),
     (generic, "read_until_regex", read_until_regex, _original_read_until_regex),
     (generic, "_decode_name", _decode_name, _original_decode_name),
+    (generic, "_read_string_literal_bytes", _read_string_literal_bytes, _original_string_literal),
     (generic, "read_object", _fastparse.read_object, _fastparse._original_read_object),
     (x509.NameTypeAndValue, "_ldap_string_prep", _cached_prep, _original_prep),
     (x509.Name, "__eq__", _name_eq, _original_name_eq),
