@@ -1,7 +1,7 @@
 """Verifying a batch on several processes: the archive's verifier, one copy per core.
 
-Verification is nearly all of an ingest (≈ 190 ms of CPU for a sealed học bạ page, against
-a few milliseconds to store, log and index it), and it is pure Python: threads would take
+Verification is nearly all of an ingest (a few hundred milliseconds of CPU for a sealed học
+bạ page, against tens to store, log and index it), and it is pure Python: threads would take
 turns on one core. A batch — a class, a school's year — is therefore verified by a pool of
 processes, each holding its own :class:`~hsdt.signing.verification.Verifier` built from the
 same trust anchors and certificate registry, while the archive's own process stores, logs
