@@ -55,7 +55,6 @@ def _verify(pdf: bytes, now: datetime) -> VerificationReport:
             freeze_long_lived()
 
 
-
 class VerifyPool:
     """``processes`` copies of ``verifier`` in their own processes."""
 

@@ -22,15 +22,15 @@ import re
 from io import BytesIO
 from typing import IO, Any
 
-from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils import generic, misc
 
 _original_read_object = generic.read_object
 _NO = generic.ContentOpReading.NO
 _WINDOW = 4096
 _MAX_WINDOW = 1 << 20
 
-_SKIP = re.compile(rb"[ \t\n\r\x0c\x00]*")  # PDF whitespace (comments are not handled here)
-_NAME = re.compile(rb"/([^ \t\n\r\x0c\x00()<>\[\]{}/%]*)")
+_SKIP = re.compile(b"[" + re.escape(misc.PDF_WHITESPACE) + b"]*")  # comments are not handled here
+_NAME = re.compile(b"/([^" + re.escape(misc.PDF_WHITESPACE + misc.PDF_DELIMITERS) + b"]*)")
 _NUMBER_RUN = re.compile(rb"[+,\-.0-9]*")  # what pyHanko's number reader takes in
 _INT = re.compile(rb"[+-]?[0-9]+")
 _FLOAT = re.compile(rb"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)")
@@ -74,7 +74,8 @@ class _Reader:
         elif c == 0x3C:  # '<'
             self.need(pos + 2)
             if data[pos + 1] == 0x3C:
-                obj, pos = self.dictionary(pos, nested=True)
+                entries, pos, _payload = self.dictionary(pos, nested=True)
+                obj = generic.DictionaryObject(entries)
             else:
                 obj, pos = self.delegated(pos)
         elif c == 0x5B:  # '['
@@ -143,7 +144,10 @@ class _Reader:
             item, pos = self.value(pos)
             arr.append(item)
 
-    def dictionary(self, pos: int, nested: bool) -> tuple[Any, int]:
+    def dictionary(self, pos: int, nested: bool
+                   ) -> tuple[dict[generic.NameObject, Any], int, bool]:
+        """The entries, the position after the dictionary, and whether a stream payload
+        follows (only ever at the top: a nested one goes to the original)."""
         data: dict[generic.NameObject, Any] = {}
         pos += 2
         while True:
@@ -172,8 +176,8 @@ class _Reader:
             if self.data[ahead:ahead + 6] == b"stream":
                 if nested:
                     raise _Bail
-                return data, -after - 1  # a stream: the caller reads its payload
-        return generic.DictionaryObject(data), after
+                return data, after, True
+        return data, after, False
 
     def delegated(self, pos: int) -> tuple[Any, int]:
         """A value pyHanko's own reader reads (a string): at its place in the stream."""
@@ -196,13 +200,14 @@ def read_object(stream: IO[bytes], container_ref: Any, as_metadata_stream: bool 
         reader = _Reader(stream, start, data, len(data) < window, container_ref)
         try:
             if data[:2] == b"<<":
-                obj, end = reader.dictionary(0, nested=False)
-                if end < 0:  # a stream: pyHanko's payload reader, from after the dictionary
-                    stream.seek(start - end - 1)
-                    payload = generic._maybe_read_stream_payload(stream, obj, reader.handler)
-                    obj = _stream_object(obj, payload, as_metadata_stream)
+                entries, end, payload_follows = reader.dictionary(0, nested=False)
+                if payload_follows:  # pyHanko's payload reader, from after the dictionary
+                    stream.seek(start + end)
+                    payload = generic._maybe_read_stream_payload(stream, entries, reader.handler)
+                    obj = _stream_object(entries, payload, as_metadata_stream)
                     obj.container_ref = container_ref
                     return obj
+                obj = generic.DictionaryObject(entries)
                 obj.container_ref = container_ref
             else:
                 obj, end = reader.value(0)

@@ -63,7 +63,6 @@ from pyhanko_certvalidator.util import CancelableAsyncIterator
 from hsdt.signing import _fastparse, parsed
 
 _original = generic.read_hex_string_from_stream
-_WHITESPACE = b" \t\r\n\x0c\x00"
 _HEX = re.compile(rb"[0-9A-Fa-f]*")
 _HEX_END = re.compile(rb">")
 _CHUNK = 1 << 16
@@ -98,7 +97,7 @@ def read_hex_string_from_stream(stream: IO[bytes]) -> generic.ByteStringObject |
     if at is None:
         raise PdfStreamError("Unexpected end of stream in hex string")
     stream.seek(start + at + 1)
-    digits = before.translate(None, _WHITESPACE)
+    digits = before.translate(None, misc.PDF_WHITESPACE)
     if not _HEX.fullmatch(digits):
         bad = re.search(rb"[^0-9A-Fa-f]", digits)
         raise PdfStreamError("Unexpected token in hex string: "
@@ -116,8 +115,8 @@ _original_read_until_regex = misc.read_until_regex
 _original_decode_name = generic._decode_name
 _NON_WHITESPACE = re.compile(b"[^" + re.escape(misc.PDF_WHITESPACE) + b"]")
 _NUMBER_END = generic.NumberObject.NumberPattern
-_PLAIN_NAME = re.compile(rb"[!-~]*")
-_NOT_PLAIN_IN_NAME = frozenset(misc.PDF_DELIMITERS + b"#")
+# printable ASCII, no delimiter, no '#' escape (whitespace is outside !-~ already)
+_PLAIN_NAME = re.compile(b"[^\\x00-\\x20\\x7f-\\xff" + re.escape(misc.PDF_DELIMITERS + b"#") + b"]*")
 _class_patterns: dict[bytes, re.Pattern[bytes]] = {}
 
 
@@ -127,7 +126,7 @@ def read_non_whitespace(stream: IO[bytes], seek_back: bool = False,
     finding it with one search instead of a read per byte; a comment goes to the original,
     from where it starts."""
     start = stream.tell()
-    _skipped, at = _scan(stream, _NON_WHITESPACE)
+    at = _scan(stream, _NON_WHITESPACE)[1]
     if at is None:
         if allow_eof:
             return b""
@@ -204,7 +203,7 @@ def _decode_name(name_bytes: bytes) -> generic.NameObject:
     """pyHanko's ``generic._decode_name``: a name of printable ASCII without escapes is the
     name itself; anything else (escapes, bytes that must be escaped) goes to the original,
     with its errors."""
-    if _PLAIN_NAME.fullmatch(name_bytes) and _NOT_PLAIN_IN_NAME.isdisjoint(name_bytes):
+    if _PLAIN_NAME.fullmatch(name_bytes):
         return generic.NameObject("/" + name_bytes.decode("ascii"))
     return cast(generic.NameObject, _original_decode_name(name_bytes))
 
@@ -485,7 +484,6 @@ class _Walk(NamedTuple):
     Besides the objects' values, the walk depends on the page tree and the structure tree
     (its pruning rules) and on the trailer's references (where it starts)."""
 
-    revision: int
     start: list[tuple[_Path, generic.Reference, bool]]
     page_tree: dict[generic.Reference, _Path]
     struct_tree: set[generic.Reference]
@@ -647,7 +645,7 @@ def load_reverse_xref_cache(self: HistoricalResolver) -> None:
         contents(self.trailer_view, (), set(), False, found, enter)
         top = tuple(found)
     walks.clear()  # the walk of the revision before is needed, no other
-    walks[revision] = _Walk(revision, start, page_tree, struct_tree, top)
+    walks[revision] = _Walk(start, page_tree, struct_tree, top)
     collected: dict[generic.Reference, set[_Path]] = {}
     stack = list(reversed(top))
     while stack:  # in the walk's order (pre-order), as pyHanko fills its map

@@ -12,10 +12,11 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from functools import cached_property
+from typing import Any, Literal, TypeVar
 
 import pikepdf
 from asn1crypto import crl, ocsp, x509
@@ -373,6 +374,9 @@ class VerificationReport:
         return asdict(self)
 
 
+_P = TypeVar("_P", x509.Certificate, ocsp.OCSPResponse, crl.CertificateList)
+
+
 @dataclass(frozen=True)
 class _DssEvidence:
     """What a record's DSS holds, parsed: read once per verification, for every context.
@@ -392,15 +396,20 @@ class _DssEvidence:
             dss = DocumentSecurityStore.read_dss(reader)
         except (ValidationInfoReadingError, KeyError, ValueError):
             return None
-        return cls(
-            tuple(parsed.load(x509.Certificate,
-                              ref.get_object().read_data(DecodePurpose.CERTIFICATE))
-                  for ref in dss.certs.values()),
-            tuple(parsed.load(ocsp.OCSPResponse,
-                              ref.get_object().read_data(DecodePurpose.OCSP_RESPONSE))
-                  for ref in dss.ocsps),
-            tuple(parsed.load(crl.CertificateList, ref.get_object().read_data(DecodePurpose.CRL))
-                  for ref in dss.crls))
+        return cls(_load(x509.Certificate, DecodePurpose.CERTIFICATE, dss.certs.values()),
+                   _load(ocsp.OCSPResponse, DecodePurpose.OCSP_RESPONSE, dss.ocsps),
+                   _load(crl.CertificateList, DecodePurpose.CRL, dss.crls))
+
+    @cached_property
+    def digests(self) -> frozenset[str]:
+        """SHA-256 of each OCSP response and CRL: what the record carries, as the report
+        tells it from evidence fetched today."""
+        return frozenset(_sha256(o.dump()) for o in [*self.ocsps, *self.crls])
+
+
+def _load(kind: type[_P], purpose: DecodePurpose, refs: Iterable[Any]) -> tuple[_P, ...]:
+    """The streams ``refs`` point to, decoded and parsed (shared by encoding)."""
+    return tuple(parsed.load(kind, ref.get_object().read_data(purpose)) for ref in refs)
 
 
 @dataclass
@@ -534,8 +543,7 @@ class Verifier:
                                    other_certs=list(dss.certs), ocsps=list(dss.ocsps),
                                    crls=list(dss.crls))
             _speedups.remember_validations(vc)  # this context, so this verification only
-            digests = frozenset(_sha256(o.dump()) for o in [*vc.ocsps, *vc.crls])
-            return vc, True, ValidationData("dss", **counts), digests
+            return vc, True, ValidationData("dss", **counts), dss.digests
         if not self.online:
             kwargs["revocation_mode"] = "soft-fail"
         source: Literal["online", "none"] = "online" if self.online else "none"
