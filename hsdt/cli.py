@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from hsdt.domain.errors import BundleRejected, HsdtError, UnusableInput
+from hsdt.domain.errors import BundleRejected, HsdtError, UnusableInput, os_reason
 
 app = typer.Typer(help="HSĐT — hồ sơ điện tử: học bạ, ký số theo trình tự, lưu trữ bất biến.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -25,6 +25,7 @@ archive_app = typer.Typer(help="Kho lưu trữ chỉ ghi một lần.", no_args_
 app.add_typer(archive_app, name="archive")
 console = Console()
 err = Console(stderr=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="In kết quả dạng JSON (cho máy đọc)")]
 
 
 def _fail(exc: HsdtError) -> typer.Exit:
@@ -36,7 +37,7 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise UnusableInput(f"Không đọc được tệp {path}: {exc.strerror}") from None
+        raise UnusableInput(f"Không đọc được tệp {path}: {os_reason(exc)}.") from None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -141,7 +142,7 @@ def seal(file: Path, out: Annotated[Path | None, typer.Option()] = None,
 
 @app.command()
 def verify(file: Annotated[Path | None, typer.Argument(help="Tệp PDF cần xác minh")] = None,
-           as_json: Annotated[bool, typer.Option("--json", help="In kết quả dạng JSON")] = False,
+           as_json: JsonOpt = False,
            trust: Annotated[list[Path] | None, typer.Option(help="CA gốc tin cậy (PEM)")] = None,
            pki: Annotated[Path | None, typer.Option(help="Thư mục PKI thử nghiệm")] = None,
            bindings: Annotated[Path | None, typer.Option(help="Sổ đăng ký chứng thư")] = None,
@@ -197,11 +198,14 @@ BindOpt = Annotated[Path | None, typer.Option(help="Sổ đăng ký chứng thư
 
 
 def _open_archive(root: Path, trust: list[Path] | None, pki: Path | None, bindings: Path | None,  # type: ignore[no-untyped-def]
-                  verify_processes: int = 1):
+                  verify_processes: int = 1, *, create: bool = False):
+    """The archive at ``root``; only an ingest (``create``) may start one there."""
     from hsdt.archive.factory import open_store
-    from hsdt.archive.ingest import Archive
+    from hsdt.archive.ingest import Archive, require_archive
     from hsdt.signing.verification import Verifier
 
+    if not create:
+        require_archive(root)  # before anything is created there
     roots, binds = _trust(trust, pki, bindings)
     store, retain_until = open_store(root)
     # The index and the transparency log live in --root in both cases (PostgreSQL and a
@@ -224,7 +228,8 @@ def archive_ingest(files: Annotated[list[Path], typer.Argument(help="Một hay n
     try:
         pdfs = [_read(f) for f in files]
         workers = min(processes or os.cpu_count() or 1, len(pdfs))
-        archive = _open_archive(root, trust, pki, bindings, verify_processes=workers)
+        archive = _open_archive(root, trust, pki, bindings, verify_processes=workers,
+                                create=True)
         try:
             with console.status(f"Đang xác minh và lưu {len(pdfs)} hồ sơ "
                                 f"({workers} tiến trình xác minh)…"):
@@ -259,21 +264,28 @@ def archive_search(root: RootOpt,
                    school: Annotated[str | None, typer.Option(help="Mã trường")] = None,
                    year: Annotated[str | None, typer.Option(help="Năm học, ví dụ 2025-2026")] = None,
                    kind: Annotated[str | None, typer.Option(help="Loại hồ sơ")] = None,
-                   as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+                   as_json: JsonOpt = False) -> None:
     """Tìm hồ sơ trong kho theo học sinh, trường, năm học, loại."""
     from dataclasses import asdict
 
     from rich.table import Table
 
     from hsdt.archive.index import ArchiveIndex
+    from hsdt.archive.ingest import require_archive
 
+    try:
+        require_archive(root)
+    except HsdtError as exc:
+        raise _fail(exc) from None
     found = ArchiveIndex(root / "index.sqlite3").search(student_code=student, school_code=school,
                                                         school_year=year, kind=kind)
     if as_json:
         print(json.dumps([asdict(e) for e in found], ensure_ascii=False, indent=2))
         return
     table = Table(title=f"{len(found)} hồ sơ")
-    for col in ("Mã hồ sơ", "Lần", "Năm học", "SHA-256", "Trạng thái"):
+    # The id is what `archive get` takes: folded onto two lines on a narrow terminal, never cut.
+    table.add_column("Mã hồ sơ", overflow="fold")
+    for col in ("Lần", "Năm học", "SHA-256", "Trạng thái"):
         table.add_column(col)
     for e in found:
         status = "hiện hành" if e.current else f"đã thay bằng {e.superseded_by[:12]}…"
@@ -365,18 +377,25 @@ app.add_typer(audit_app, name="audit")
 @audit_app.command("log")
 def audit_log_cmd(root: RootOpt, pki: PkiOpt = None, trust: TrustOpt = None,
                   bindings: BindOpt = None,
-                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+                  as_json: JsonOpt = False) -> None:
     """Đối chiếu nhật ký minh bạch, chỉ mục và kho; nêu từng chỗ sai lệch. Mã thoát 0 sạch, 1 có lỗi."""
     from hsdt.archive.audit import audit_log, findings_json
 
     try:
-        findings = audit_log(_open_archive(root, trust, pki, bindings))
+        archive = _open_archive(root, trust, pki, bindings)
+        findings = audit_log(archive)
+        size, records = archive.log.size, len(archive.entries())
+        tree_root = archive.log.root().hex()
     except HsdtError as exc:
         raise _fail(exc) from None
     if as_json:
         print(json.dumps(findings_json(findings), ensure_ascii=False, indent=2))
     elif not findings:
-        console.print("[green]Kho sạch:[/] nhật ký, chỉ mục và kho khớp nhau.")
+        # The counts and the root say what "clean" covered; an auditor compares the root with
+        # the tree heads they keep.
+        console.print(f"[green]Kho sạch:[/] {size} mục nhật ký, {records} hồ sơ trong chỉ mục "
+                      "và các đối tượng trong kho khớp nhau.\n"
+                      f"Gốc cây nhật ký ở kích thước {size}: {tree_root}", highlight=False)
     else:
         for f in findings:
             console.print(f"[red]✗[/] ({f.code}) {escape(f.message)}", highlight=False)
@@ -514,13 +533,19 @@ def transfer_issue(student: Annotated[str, typer.Option(help="Mã định danh h
     except HsdtError as exc:
         raise _fail(exc) from None
     _write_atomic(out, package)
-    console.print(f"Đã lập gói {out} gồm {len(latest)} hồ sơ.", highlight=False)
+    console.print(f"Đã lập gói {out} gồm {len(latest)} hồ sơ của học sinh {student}:",
+                  highlight=False)
+    for e in latest.values():
+        console.print(f"  {e.record_id} (lần {e.revision}, năm học {e.school_year})",  # type: ignore[attr-defined]
+                      highlight=False)
+    console.print("Trường nhận kiểm tra gói bằng: hsdt transfer verify "
+                  f"{out.name}", highlight=False)
 
 
 @transfer_app.command("verify")
 def transfer_verify(package: Path, pki: PkiOpt = None, trust: TrustOpt = None,
                     bindings: BindOpt = None,
-                    as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+                    as_json: JsonOpt = False) -> None:
     """Kiểm tra gói hồ sơ chuyển trường, không cần mạng; nêu rõ từng chỗ sai. Mã thoát 0/1/2."""
     from hsdt.archive.transfer import verify_transfer_package
 
@@ -531,12 +556,46 @@ def transfer_verify(package: Path, pki: PkiOpt = None, trust: TrustOpt = None,
         raise _fail(exc) from None
     if as_json:
         print(json.dumps(check.to_json(), ensure_ascii=False, indent=2))
-    elif check.ok:
-        console.print(f"[green]Gói hợp lệ[/]: {len(check.records)} hồ sơ.", highlight=False)
     else:
-        for line in check.messages():
-            console.print(f"[red]✗[/] {escape(line)}", highlight=False)
+        console.print(_transfer_summary(check), highlight=False)
     raise typer.Exit(0 if check.ok else 1)
+
+
+def _transfer_summary(check):  # type: ignore[no-untyped-def]
+    """What the receiving school reads: the verdict, who issued the package and when, each
+    record with its own verdict, then every problem found (the package's claims are shown
+    even when they failed, marked as such, so the clerk knows what was presented)."""
+    from rich.text import Text
+
+    from hsdt.signing.report_text import local_time
+
+    verdict = {"valid": "hợp lệ", "invalid": "không hợp lệ",
+               "indeterminate": "chưa xác định (cần gia hạn bằng chứng)"}
+    out = Text()
+    if check.ok:
+        out.append(f"Gói hồ sơ chuyển trường HỢP LỆ: {len(check.records)} hồ sơ.\n", "green")
+    else:
+        out.append(f"Gói hồ sơ chuyển trường KHÔNG HỢP LỆ: {len(check.problems)} vấn đề.\n", "red")
+    claimed = "" if check.manifest_signature_ok else " (chưa xác thực được)"
+    if check.student_code:
+        out.append(f"  Học sinh: mã định danh {check.student_code}{claimed}\n")
+    if check.issuing_school_name or check.issuing_school_code:
+        out.append(f"  Trường cấp: {check.issuing_school_name or ''} "
+                   f"({check.issuing_school_code or '?'}){claimed}\n")
+    if check.signer_name:
+        out.append(f"  Dấu số: {check.signer_name}, "
+                   f"{'đúng' if check.manifest_signature_ok else 'KHÔNG hợp lệ'}"
+                   + (f", lúc {local_time(check.signed_at)}" if check.signed_at else "") + "\n")
+    for r in check.records:
+        mark, style = ("✓", "green") if r.ok else ("✗", "red")
+        out.append(f"  {mark} ", style)
+        out.append(f"{r.record_id} — năm học {r.school_year}, trường {r.school_code}: "
+                   f"{verdict.get(r.verdict or '', 'không kiểm tra được')}\n")
+    for line in check.messages():
+        out.append("  ✗ ", "red")
+        out.append(line + "\n")
+    out.append(f"Kiểm tra lúc {local_time(check.verified_at)}, không dùng mạng.")
+    return out
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -650,7 +709,7 @@ def agent(server: Annotated[str, typer.Option(envvar="HSDT_SERVER_URL",
             try:
                 intermediates = read_certificates(chain)
             except OSError as exc:
-                raise UnusableInput(f"Không đọc được tệp chứng thư {chain}: {exc.strerror}") from None
+                raise UnusableInput(f"Không đọc được tệp chứng thư {chain}: {os_reason(exc)}.") from None
             except ValueError as exc:
                 raise UnusableInput(f"Tệp {chain} không phải chứng thư PEM/DER: {exc}") from None
         password = _secret("Mật khẩu", password_stdin, "mật khẩu")

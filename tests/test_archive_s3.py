@@ -96,7 +96,7 @@ def test_cli_on_s3_backend(world: World, sealed: bytes, s3_env: dict[str, str], 
     # a bucket without Object Lock is refused at start-up, naming what is missing
     plain = f"hsdt-plain-{uuid.uuid4().hex[:12]}"
     raw.create_bucket(Bucket=plain)
-    r = runner.invoke(app, ["audit", "log", "--root", str(tmp_path / "idx2"), *pki],
+    r = runner.invoke(app, ["audit", "log", "--root", str(tmp_path / "idx"), *pki],
                       env={**env, "HSDT_S3_BUCKET": plain})
     assert r.exit_code != 0 and "Object Lock" in r.output
     raw.delete_bucket(Bucket=plain)

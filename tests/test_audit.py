@@ -17,6 +17,7 @@ from hsdt.archive import audit
 from hsdt.archive.audit import audit_log, fixity_audit
 from hsdt.archive.ingest import Archive
 from hsdt.archive.store import LocalWormStore
+from hsdt.archive.tlog import TransparencyLog
 from hsdt.domain.canonical import sha256_hex
 from hsdt.domain.errors import ArchiveError
 
@@ -239,6 +240,13 @@ def test_cli_archive_and_audit(world: World, two_sealed: list[bytes], tmp_path: 
     r = runner.invoke(app, ["archive", "search", "--root", str(root), "--student", student, "--json"])
     found = json.loads(r.output)
     assert [e["student_code"] for e in found] == [student]
+    # the table a clerk reads in an 80-column terminal still carries the whole id to copy
+    r = runner.invoke(app, ["archive", "search", "--root", str(root), "--student", student],
+                      env={"COLUMNS": "80"})
+    assert r.exit_code == 0 and max(map(len, r.output.splitlines())) <= 80
+    first_column = "".join(line.split("│")[1].strip() for line in r.output.splitlines()
+                           if line.startswith("│"))
+    assert first_column == found[0]["record_id"]
     r = runner.invoke(app, ["archive", "get", found[0]["record_id"], "--root", str(root),
                             "--out", str(tmp_path / "out"), *pki])
     assert r.exit_code == 0, r.output
@@ -247,7 +255,10 @@ def test_cli_archive_and_audit(world: World, two_sealed: list[bytes], tmp_path: 
     assert report["verdict"] == "valid"
     assert report["archive"]["tree_size"] == 2 and report["archive"]["inclusion_proof"]
     r = runner.invoke(app, ["audit", "log", "--root", str(root), *pki])
-    assert r.exit_code == 0 and "sạch" in r.output
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0 and "Kho sạch: 2 mục nhật ký, 2 hồ sơ trong chỉ mục" in said
+    head = TransparencyLog.open(root / "log", read_only=True).root().hex()
+    assert f"Gốc cây nhật ký ở kích thước 2: {head}" in said  # what an auditor compares
     obj = root / "objects" / found[0]["key"]
     obj.chmod(0o644)
     obj.unlink()
@@ -255,6 +266,34 @@ def test_cli_archive_and_audit(world: World, two_sealed: list[bytes], tmp_path: 
     assert r.exit_code == 1 and "object_missing" in r.output
     r = runner.invoke(app, ["audit", "fixity", "--root", str(root), *pki])
     assert r.exit_code == 1 and "Đã kiểm tra 2 hồ sơ, 1 lỗi" in " ".join(r.output.split())
+
+
+@pytest.mark.parametrize("command", [
+    ["archive", "search"], ["archive", "get", "any-record", "--out", "{out}"], ["archive", "renew"],
+    ["audit", "log"], ["audit", "fixity"], ["verify", "--public", "--record-id", "any-record"],
+    ["transfer", "issue", "--student", "0102", "--out", "{out}/p.zip"],
+], ids=lambda c: " ".join(c[:2]))
+def test_commands_that_read_refuse_a_directory_without_an_archive(
+        world: World, tmp_path: Path, command: list[str]) -> None:
+    """A mistyped --root is named, not opened: opening would start an empty archive there,
+    and `audit log` would call it clean. Nothing is created at that path."""
+    from typer.testing import CliRunner
+
+    from hsdt.cli import app
+
+    kho = tmp_path / "truong" / "kho"
+    _fresh(world, kho, []).close()  # an archive, one level below where the clerk points
+    pki = [] if command == ["archive", "search"] else ["--pki", str(world.pki.workdir)]
+    args = [a.replace("{out}", str(tmp_path / "out")) for a in command]
+    for root, hint in [(tmp_path / "typo", None), (tmp_path / "truong", kho)]:
+        r = CliRunner().invoke(app, [*args, "--root", str(root), *pki])
+        said = " ".join(r.output.split())
+        assert r.exit_code == 1, r.output
+        assert f"Không có kho lưu trữ nào ở «{root}»" in said and "sạch" not in said
+        assert (f"Có phải là «{hint}»?" in said) if hint else ("Có phải là" not in said)
+    assert not (tmp_path / "typo").exists()
+    assert sorted(p.name for p in (tmp_path / "truong").iterdir()) == ["kho"]
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_public_answer_and_transfer(world: World, two_sealed: list[bytes], tmp_path: Path) -> None:
@@ -291,13 +330,20 @@ def test_cli_public_answer_and_transfer(world: World, two_sealed: list[bytes], t
     r = runner.invoke(app, ["transfer", "issue", "--student", record.student.code, "--root", str(root),
                             "--out", str(package), *pki])
     assert r.exit_code == 0, r.output
+    assert record.record_id in r.output and "hsdt transfer verify chuyen-truong.zip" in r.output
     r = runner.invoke(app, ["transfer", "verify", str(package), *pki])
-    assert r.exit_code == 0 and "Gói hợp lệ" in r.output
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0 and "Gói hồ sơ chuyển trường HỢP LỆ: 1 hồ sơ." in said
+    # what the receiving school needs to read: whose records, from which school, sealed by whom
+    assert f"Học sinh: mã định danh {record.student.code}" in said
+    assert f"Trường cấp: {world.pki.school_name} ({world.pki.school_code})" in said
+    assert f"✓ {record.record_id} — năm học {record.bundle.school_year}" in said and ": hợp lệ" in said
     data = bytearray(package.read_bytes())
     data[len(data) // 2] ^= 1
     package.write_bytes(bytes(data))
     r = runner.invoke(app, ["transfer", "verify", str(package), *pki])
-    assert r.exit_code == 1 and "✗" in r.output
+    said = " ".join(r.output.split())
+    assert r.exit_code == 1 and "KHÔNG HỢP LỆ" in said and f"✗ {record.record_id}" in said
 
 
 def test_cli_ingests_several_files_at_once(world: World, two_sealed: list[bytes],

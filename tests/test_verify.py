@@ -167,3 +167,17 @@ def test_record_cut_back_to_an_earlier_revision(world: World, sealed: bytes,
 def test_unusable_input_exits_2(world: World, content: bytes, tmp_path: Path) -> None:
     code, _ = _cli_verify(world, content, tmp_path)
     assert code == 2
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (lambda p: p / "khong-co.pdf", "không có tệp hay thư mục này"),
+    (lambda p: p, "đây là một thư mục, không phải tệp"),
+], ids=["missing", "directory"])
+def test_a_file_that_cannot_be_read_is_named_in_vietnamese(world: World, tmp_path: Path,
+                                                            make, reason: str) -> None:  # type: ignore[no-untyped-def]
+    """The system's reason in the clerk's language, not "No such file or directory"."""
+    path = make(tmp_path)
+    r = CliRunner().invoke(app, ["verify", str(path), "--pki", str(world.pki.workdir)])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    assert f"Không đọc được tệp {path}: {reason}." in said

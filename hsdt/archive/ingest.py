@@ -56,6 +56,31 @@ LOG_EVENT_SCHEMA = "hsdt.archive-event/1"
 INGEST_UPLOADS = 8
 
 
+# What an archive directory holds from its first ingest on (the store may be elsewhere).
+_ARCHIVE_PARTS = ("index.sqlite3", "log", "log.key")
+
+
+def archive_exists(root: Path) -> bool:
+    """Whether ``root`` holds an archive: its index, its transparency log or its log key."""
+    return any((root / part).exists() for part in _ARCHIVE_PARTS)
+
+
+def require_archive(root: Path) -> None:
+    """Refuse a directory that holds no archive, for the commands that only read one.
+
+    Opening creates what is missing, which is right for an ingest and wrong for a reader:
+    an audit of a mistyped path would start an empty archive there and report it clean.
+    """
+    if archive_exists(root):
+        return
+    near = sorted(p for p in root.iterdir() if p.is_dir() and archive_exists(p)) \
+        if root.is_dir() else []
+    hint = f" Có phải là «{near[0]}»?" if near else ""
+    raise ArchiveError(f"Không có kho lưu trữ nào ở «{root}» (không thấy chỉ mục, nhật ký minh "
+                       f"bạch hay khoá nhật ký).{hint} Hãy kiểm tra lại --root; kho chỉ được "
+                       "tạo khi lưu hồ sơ đầu tiên (hsdt archive ingest).", code="no_archive")
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -148,7 +173,9 @@ class Archive:
                  retain_until: datetime = PERMANENT, log_key: Ed25519PrivateKey | None = None,
                  *, verify_processes: int = 1) -> None:
         """``verify_processes`` > 1: batches are verified by that many processes
-        (:mod:`hsdt.archive.verify_pool`), started now; a single record is verified here."""
+        (:mod:`hsdt.archive.verify_pool`), started now; a single record is verified here.
+        Whatever of the archive is missing under ``root`` is created: readers call
+        :func:`require_archive` first."""
         self._pool = VerifyPool(verifier, verify_processes) if verify_processes > 1 else None
         self.store = store
         self.root = root

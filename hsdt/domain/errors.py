@@ -7,7 +7,26 @@ same thing in the same words.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
+
+# What the operating system said, in the words the rest of the message uses.
+_OS_REASONS = {
+    errno.ENOENT: "không có tệp hay thư mục này",
+    errno.EACCES: "không có quyền truy cập",
+    errno.EPERM: "không được phép",
+    errno.EISDIR: "đây là một thư mục, không phải tệp",
+    errno.ENOTDIR: "một phần của đường dẫn không phải thư mục",
+    errno.ENOSPC: "ổ đĩa đã đầy",
+    errno.EROFS: "ổ đĩa chỉ cho đọc",
+}
+
+
+def os_reason(exc: OSError) -> str:
+    """Why a file could not be used, in Vietnamese (the system's own words for rarer cases)."""
+    if exc.errno in _OS_REASONS:
+        return _OS_REASONS[exc.errno]
+    return exc.strerror or str(exc)
 
 
 class HsdtError(Exception):

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hsdt.domain.errors import HsdtError
+from hsdt.domain.errors import HsdtError, os_reason
 from hsdt.service.context import ServiceContext
 from hsdt.signing.keys import SigningKey
 from hsdt.signing.remote.providers import RemoteSigningConfig
@@ -75,7 +75,7 @@ def seal_key_openers(env: Mapping[str, str]) -> dict[str, Callable[[], SigningKe
             chain = read_certificates(Path(chain_file))
         except OSError as exc:
             raise ServiceConfigError(f"Không đọc được HSDT_SEAL_CHAIN «{chain_file}»: "
-                                     f"{exc.strerror}.") from None
+                                     f"{os_reason(exc)}.") from None
         except ValueError as exc:
             raise ServiceConfigError(f"HSDT_SEAL_CHAIN «{chain_file}» không phải chứng thư PEM/DER: "
                                      f"{exc}") from None
@@ -165,7 +165,7 @@ def context_from_env(environ: Mapping[str, str] | None = None, *, migrate: bool 
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ServiceConfigError(f"Không tạo được thư mục {name} «{folder}»: {exc.strerror}.") from None
+            raise ServiceConfigError(f"Không tạo được thư mục {name} «{folder}»: {os_reason(exc)}.") from None
 
     def archive() -> Archive:
         store, retain_until = open_store(archive_root)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from asn1crypto import pem, x509
 
-from hsdt.domain.errors import UnusableInput
+from hsdt.domain.errors import UnusableInput, os_reason
 from hsdt.settings import config_dir
 
 
@@ -14,7 +14,7 @@ def load_cert(path: Path) -> x509.Certificate:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise UnusableInput(f"Không đọc được chứng thư {path}: {exc.strerror}") from None
+        raise UnusableInput(f"Không đọc được chứng thư {path}: {os_reason(exc)}.") from None
     if pem.detect(raw):
         _, _, raw = pem.unarmor(raw)
     try:
