@@ -214,6 +214,11 @@ def _open_archive(root: Path, trust: list[Path] | None, pki: Path | None, bindin
                    verify_processes=verify_processes)
 
 
+# Files read, verified and committed together: memory stays bounded on a school's whole year,
+# and what is done is logged and indexed chunk by chunk, not only at the very end.
+INGEST_CHUNK = 64
+
+
 @archive_app.command("ingest")
 def archive_ingest(files: Annotated[list[Path], typer.Argument(help="Một hay nhiều tệp hồ sơ PDF")],
                    root: RootOpt, pki: PkiOpt = None, trust: TrustOpt = None,
@@ -223,35 +228,67 @@ def archive_ingest(files: Annotated[list[Path], typer.Argument(help="Một hay n
     """Xác minh rồi lưu hồ sơ vào kho chỉ ghi một lần (nhiều tệp: xác minh song song)."""
     import os
 
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hsdt.signing.report_text import local_date
+
     if processes is not None and processes < 1:
         raise _fail(UnusableInput("--processes phải từ 1 trở lên."))
     try:
-        pdfs = [_read(f) for f in files]
-        workers = min(processes or os.cpu_count() or 1, len(pdfs))
+        single = _read(files[0]) if len(files) == 1 else None  # one file: its error, as usual
+        workers = min(processes or os.cpu_count() or 1, len(files), INGEST_CHUNK)
         archive = _open_archive(root, trust, pki, bindings, verify_processes=workers,
                                 create=True)
-        try:
-            with console.status(f"Đang xác minh và lưu {len(pdfs)} hồ sơ "
-                                f"({workers} tiến trình xác minh)…"):
-                outcomes = archive.ingest_many(pdfs)
-        finally:
-            archive.close()
     except HsdtError as exc:
         raise _fail(exc) from None
-    if len(files) == 1 and outcomes[0].error is not None:
-        raise _fail(outcomes[0].error)  # one file: its error, as for any other command
-    failed = 0
-    for f, outcome in zip(files, outcomes, strict=True):
-        entry = outcome.entry
-        if outcome.error is not None or entry is None:
-            failed += 1
-            reason = outcome.error.message if outcome.error is not None else "không rõ lý do"
-            console.print(f"[red]✗ {escape(str(f))}[/red]: {escape(reason)}")
-        else:
-            console.print(f"Đã lưu {entry.record_id} (lần {entry.revision}) → {entry.key}, "
-                          f"nhật ký #{entry.log_index}, giữ đến {entry.retain_until}")
+    stored = failed = 0
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=console, transient=True)
+
+    def refused(f: Path, reason: str) -> None:
+        nonlocal failed
+        failed += 1
+        bar.console.print(f"[red]✗ {escape(str(f))}[/red]: {escape(reason)}")
+
+    try:
+        with bar:
+            task = bar.add_task(f"Xác minh và lưu ({workers} tiến trình xác minh)",
+                                total=len(files))
+            for start in range(0, len(files), INGEST_CHUNK):
+                chunk: list[tuple[Path, bytes]] = []
+                for f in files[start:start + INGEST_CHUNK]:
+                    try:
+                        chunk.append((f, single if single is not None else _read(f)))
+                    except UnusableInput as exc:
+                        refused(f, exc.message)
+                done = start + len(files[start:start + INGEST_CHUNK]) - len(chunk)
+
+                def verified(n: int, done: int = done) -> None:
+                    bar.update(task, completed=done + n)
+
+                outcomes = archive.ingest_many([pdf for _, pdf in chunk], progress=verified)
+                if single is not None and outcomes[0].error is not None:
+                    raise outcomes[0].error
+                for (f, _), outcome in zip(chunk, outcomes, strict=True):
+                    entry = outcome.entry
+                    if outcome.error is not None or entry is None:
+                        refused(f, outcome.error.message if outcome.error is not None
+                                else "không rõ lý do")
+                        continue
+                    stored += 1
+                    bar.console.print(
+                        f"Đã lưu {entry.record_id} (lần {entry.revision}) → {entry.key}, nhật ký "
+                        f"#{entry.log_index}, giữ đến {local_date(entry.retain_until)}",
+                        highlight=False)
+    except HsdtError as exc:
+        if stored:
+            err.print(f"{stored} hồ sơ đã vào kho trước khi dừng; chạy lại cùng lệnh sẽ lưu "
+                      "phần còn lại (hồ sơ đã lưu không bị lưu lần nữa).")
+        raise _fail(exc) from None
+    finally:
+        archive.close()
     if len(files) > 1:
-        console.print(f"{len(files) - failed}/{len(files)} hồ sơ đã vào kho"
+        console.print(f"{stored}/{len(files)} hồ sơ đã vào kho"
                       + (f"; {failed} hồ sơ bị từ chối hoặc chưa lưu được (chạy lại an toàn: "
                          "hồ sơ đã lưu không bị lưu lần nữa)." if failed else "."))
     if failed:

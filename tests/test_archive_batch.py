@@ -75,7 +75,9 @@ def test_a_refused_record_is_reported_and_the_others_go_in(world: World, sealed:
                                                            other_sealed: bytes, unsigned: bytes,
                                                            tmp_path: Path) -> None:
     archive = _archive(world, tmp_path)
-    out = archive.ingest_many([sealed, unsigned, other_sealed, sealed])
+    verified: list[int] = []
+    out = archive.ingest_many([sealed, unsigned, other_sealed, sealed], progress=verified.append)
+    assert verified == [1, 2, 3, 4]  # each record, refused and repeated ones included
     assert [o.ok for o in out] == [True, False, True, True]
     assert out[1].error is not None and out[1].error.code == "ingest_refused"
     assert out[3] == out[0]  # the same bytes twice: stored and logged once

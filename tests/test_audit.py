@@ -296,6 +296,42 @@ def test_commands_that_read_refuse_a_directory_without_an_archive(
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_ingests_a_long_list_chunk_by_chunk(world: World, two_sealed: list[bytes], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files are read and committed a chunk at a time (memory bounded on a whole school year);
+    a file that cannot be read is named in its place and the others still go in."""
+    from typer.testing import CliRunner
+
+    from hsdt import cli
+
+    monkeypatch.setattr(cli, "INGEST_CHUNK", 2)
+    batches: list[int] = []
+    ingest_many = Archive.ingest_many
+
+    def spied(self: Archive, pdfs: list[bytes], **kw: object) -> object:
+        batches.append(len(pdfs))
+        return ingest_many(self, pdfs, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Archive, "ingest_many", spied)
+    files = [tmp_path / "a.pdf", tmp_path / "missing.pdf", tmp_path / "b.pdf", tmp_path / "c.pdf"]
+    files[0].write_bytes(two_sealed[0])
+    files[2].write_bytes(two_sealed[1])
+    files[3].write_bytes(b"not a pdf")
+    root = tmp_path / "kho"
+    r = CliRunner().invoke(cli.app, ["archive", "ingest", *map(str, files), "--root", str(root),
+                                     "--pki", str(world.pki.workdir)])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 1, r.output
+    assert f"✗ {files[1]}: Không đọc được tệp {files[1]}: không có tệp hay thư mục này." in said
+    assert f"✗ {files[3]}: Tệp không phải PDF." in said
+    assert "2/4 hồ sơ đã vào kho; 2 hồ sơ bị từ chối" in said and "giữ đến 31/12/9999 (vĩnh viễn)" in said
+    assert batches == [1, 2]  # [a, missing] then [b, c]: each chunk committed on its own
+    archive = _fresh(world, root, [])
+    assert [e.log_index for e in archive.entries()] == [0, 1] and audit_log(archive) == []
+    events = [json.loads(archive.log.entry(i)) for i in range(archive.log.size)]
+    assert [e["entry"]["sha256"] for e in events] == [sha256_hex(p) for p in two_sealed]
+
+
 def test_cli_public_answer_and_transfer(world: World, two_sealed: list[bytes], tmp_path: Path) -> None:
     import json
 

@@ -210,19 +210,21 @@ class Archive:
             raise ArchiveError("Lưu trữ không trả kết quả cho hồ sơ.", code="ingest_failed")
         return outcome.entry, outcome.report
 
-    def ingest_many(self, pdfs: Sequence[bytes], *, uploads: int = INGEST_UPLOADS
-                    ) -> list[IngestOutcome]:
+    def ingest_many(self, pdfs: Sequence[bytes], *, uploads: int = INGEST_UPLOADS,
+                    progress: Callable[[int], None] | None = None) -> list[IngestOutcome]:
         """Ingest a batch; one outcome per record, in order, each success durable on return.
 
         Every record is verified and stored exactly as :meth:`ingest` does; the batch shares
         one log append and one index transaction. A record that fails (not valid, not
         stored) is reported in its outcome and leaves no log event or index row; the same
-        bytes twice in a batch are stored once and get the same outcome.
+        bytes twice in a batch are stored once and get the same outcome. ``progress`` is
+        told how many records have been verified so far (verification is the long part).
         """
-        return self._ingest([(pdf, None) for pdf in pdfs], uploads=uploads)
+        return self._ingest([(pdf, None) for pdf in pdfs], uploads=uploads, progress=progress)
 
     def _ingest(self, items: Sequence[tuple[bytes, str | None]], *, uploads: int,
-                reports: Mapping[str, VerificationReport] | None = None) -> list[IngestOutcome]:
+                reports: Mapping[str, VerificationReport] | None = None,
+                progress: Callable[[int], None] | None = None) -> list[IngestOutcome]:
         outcomes: list[IngestOutcome | None] = [None] * len(items)
         digests = [sha256_hex(pdf) for pdf, _ in items]
         given = reports or {}
@@ -234,6 +236,8 @@ class Archive:
             pool = (stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="hsdt-ingest"))
                     if workers > 1 else None)
             for i, ((pdf, supersedes), digest) in enumerate(zip(items, digests, strict=True)):
+                if progress is not None and i:
+                    progress(i)  # the records before this one are verified (or refused)
                 if digest in first:
                     continue  # the same bytes again in this batch: the first one's outcome
                 first[digest] = i
@@ -251,6 +255,8 @@ class Archive:
                 # Only now, verified: its objects upload while the next record is verified.
                 item.upload = pool.submit(self._upload, item) if pool else _run_now(self._upload, item)
                 staged.append(item)
+            if progress is not None and items:
+                progress(len(items))
             stored: list[tuple[_Staged, StoredObject]] = []
             for item in staged:
                 assert item.upload is not None
