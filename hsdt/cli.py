@@ -48,6 +48,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _progress(*, transient: bool = True):  # type: ignore[no-untyped-def]
+    """The bar long commands show: what is being done, how far, for how long."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=transient)
+
+
 @app.command()
 def sample(out: Annotated[Path, typer.Option(help="Tệp JSON sẽ ghi")],
            seed: int = 2026, students: int = 40) -> None:
@@ -171,6 +179,8 @@ def verify(file: Annotated[Path | None, typer.Argument(help="Tệp PDF cần xá
                 print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
             else:
                 console.print(answer.message, highlight=False, markup=False)
+                for label, value in answer.facts():
+                    console.print(f"  {label}: {value}", highlight=False, markup=False)
             raise typer.Exit(0 if answer.authentic else 1)
         if file is None:
             raise UnusableInput("Cần tệp PDF để xác minh.")
@@ -228,8 +238,6 @@ def archive_ingest(files: Annotated[list[Path], typer.Argument(help="Một hay n
     """Xác minh rồi lưu hồ sơ vào kho chỉ ghi một lần (nhiều tệp: xác minh song song)."""
     import os
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from hsdt.signing.report_text import local_date
 
     if processes is not None and processes < 1:
@@ -242,8 +250,7 @@ def archive_ingest(files: Annotated[list[Path], typer.Argument(help="Một hay n
     except HsdtError as exc:
         raise _fail(exc) from None
     stored = failed = 0
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), console=console, transient=True)
+    bar = _progress()
 
     def refused(f: Path, reason: str) -> None:
         nonlocal failed
@@ -373,6 +380,7 @@ def archive_renew(root: RootOpt, tsa: Annotated[str | None, typer.Option(help="U
     from hsdt.signing.pades import RecordSigner, SigningEnvironment, renewal_due
 
     renewed = failed = 0
+    latest: dict[str, ArchiveEntry] = {}
     try:
         with ExitStack() as stack:
             archive = _open_archive(root, trust, pki, bindings)
@@ -387,23 +395,31 @@ def archive_renew(root: RootOpt, tsa: Annotated[str | None, typer.Option(help="U
                 raise HsdtError("Cần URL dịch vụ cấp dấu thời gian (--tsa).", code="tsa_missing")
             signer = stack.enter_context(RecordSigner(SigningEnvironment(roots, tsa, binds)))
             now = datetime.now(UTC)
-            latest: dict[str, ArchiveEntry] = {}
             for e in archive.index.all():
                 latest[e.record_id] = e  # log order: the last one is the newest version
+            bar = stack.enter_context(_progress())
+            task = bar.add_task("Xem hạn bằng chứng", total=len(latest))
             for entry in latest.values():
                 reason = renewal_due(archive.get(entry), now, timedelta(days=margin_days))
-                if reason is None:
-                    continue
-                try:
-                    new = archive.renew(entry, signer.renew)
-                    renewed += 1
-                    console.print(f"Đã gia hạn {new.record_id} ({reason}).")
-                except HsdtError as exc:
-                    failed += 1
-                    err.print(f"[red]Gia hạn thất bại[/] {escape(exc.message)}")
+                if reason is not None:
+                    try:
+                        new = archive.renew(entry, signer.renew)
+                        renewed += 1
+                        bar.console.print(f"Đã gia hạn {new.record_id} ({reason}).", highlight=False)
+                    except HsdtError as exc:
+                        failed += 1
+                        bar.console.print(f"[red]✗ Gia hạn thất bại[/] {escape(exc.message)}",
+                                          highlight=False)
+                bar.advance(task)
     except HsdtError as exc:
         raise _fail(exc) from None
-    console.print(f"Gia hạn {renewed} hồ sơ, {failed} thất bại (sẽ thử lại lần sau).")
+    seen = f"đã xem {len(latest)} hồ sơ; gia hạn khi chứng thư TSA còn dưới {margin_days} ngày"
+    if not renewed and not failed:
+        console.print(f"Không có hồ sơ nào đến hạn gia hạn ({seen}).", highlight=False)
+    else:
+        console.print(f"Đã gia hạn {renewed} hồ sơ ({seen})"
+                      + (f"; {failed} hồ sơ gia hạn thất bại, chưa có gì được ghi cho chúng — "
+                         "chạy lại lệnh này để thử lại." if failed else "."), highlight=False)
     raise typer.Exit(1 if failed else 0)
 
 
@@ -727,7 +743,6 @@ def agent(server: Annotated[str, typer.Option(envvar="HSDT_SERVER_URL",
     if provider is not None:
         _agent_remote(server, user, provider, password_stdin=password_stdin, pin_stdin=pin_stdin, yes=yes)
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from hsdt.agent import ApiClient, open_file_key, open_token_key, read_certificates, run_agent
     from hsdt.domain.errors import SigningRefused
@@ -755,8 +770,7 @@ def agent(server: Annotated[str, typer.Option(envvar="HSDT_SERVER_URL",
 
     pin: list[str] = []
     asked: list[bool] = []
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        console=console, transient=False)
+    progress = _progress(transient=False)
     task: list[object] = []
 
     def confirm(items: list[dict[str, object]]) -> bool:

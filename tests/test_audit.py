@@ -350,6 +350,13 @@ def test_cli_public_answer_and_transfer(world: World, two_sealed: list[bytes], t
     assert r.exit_code == 0, r.output
     answer = json.loads(r.output)
     assert answer["authentic"] and answer["status"] == "current"
+    r = runner.invoke(app, ["verify", "--public", "--root", str(root), "--record-id",
+                            record.record_id, *pki])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0 and f"Năm học: {record.bundle.school_year}" in said
+    assert "Loại hồ sơ: Học bạ THCS" in said and f"Đơn vị cấp: {record.bundle.school.name}" in said
+    for secret in (record.student.code, record.student.full_name, record.student.date_of_birth):
+        assert secret not in r.output
     for secret in (record.student.code, record.student.full_name, record.student.date_of_birth):
         assert secret not in r.output
     altered = tmp_path / "altered.pdf"

@@ -85,6 +85,11 @@ def test_sealed_record_is_authentic_and_current(world: World, report: Verificati
     assert answer.school_year == rec.bundle.school_year
     assert answer.issued_date is not None and date.fromisoformat(answer.issued_date)
     assert rec.bundle.school.name in answer.message and "hợp lệ" in answer.message
+    # what the page and `hsdt verify --public` show, in order, the day as dd/mm/yyyy
+    assert answer.facts() == [
+        ("Đơn vị cấp", rec.bundle.school.name), ("Loại hồ sơ", "Học bạ THCS — trang năm học"),
+        ("Năm học", rec.bundle.school_year),
+        ("Ngày ký cuối", date.fromisoformat(answer.issued_date).strftime("%d/%m/%Y"))]
     _assert_discloses_nothing_personal(answer, record_data)
     # a QR scan (no copy presented) gets the same answer
     assert public_answer(report, superseded_by=None, found=True, matches_archive=None) == answer
@@ -103,6 +108,7 @@ def test_not_found() -> None:
     assert answer.school_name is answer.kind_title is answer.school_year is None
     assert answer.issued_date is None and "Không tìm thấy" in answer.message
     assert set(answer.to_json()) == ALLOWED_FIELDS
+    assert answer.facts() == []
 
 
 def test_tampered_or_different_copy_is_not_authentic(world: World, sealed: bytes,

@@ -59,3 +59,26 @@ def test_failed_renewal_writes_nothing_and_is_reported(world: World, sealed: byt
     assert len(archive.entries()) == 1 and archive.log.size == 1
     assert [e.outcome for e in archive.index.events(sha256=old.sha256, type_="migration")] == [
         "failure", "failure"]
+
+
+def test_cli_renews_what_is_due_and_says_what_it_looked_at(world: World, sealed: bytes,
+                                                           tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hsdt.cli import app
+
+    archive = Archive(LocalWormStore(tmp_path), tmp_path, world.verifier(online=False))
+    old, _ = archive.ingest(sealed)
+    args = ["archive", "renew", "--root", str(tmp_path), "--pki", str(world.pki.workdir)]
+    r = CliRunner().invoke(app, [*args, "--margin-days", "1"])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert ("Không có hồ sơ nào đến hạn gia hạn (đã xem 1 hồ sơ; gia hạn khi chứng thư TSA còn "
+            "dưới 1 ngày)." in said)
+    assert len(archive.entries()) == 1
+    r = CliRunner().invoke(app, [*args, "--margin-days", "36500"])  # every TSA expires sooner
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert f"Đã gia hạn {old.record_id} (chứng thư TSA" in said and "Đã gia hạn 1 hồ sơ" in said
+    assert [e.renewed_from for e in archive.entries()] == [None, old.sha256]
+    assert audit_log(archive) == []

@@ -381,7 +381,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     @app.get("/v/{record_id}", response_class=HTMLResponse, tags=["Công khai"])
     def public_page(record_id: str) -> HTMLResponse:
         answer = _public(record_id)
-        return HTMLResponse(public_html(record_id, answer.to_json()),
+        return HTMLResponse(public_html(record_id, answer),
                             status_code=404 if answer.status == "not_found" else 200)
 
     @app.get(f"{API}/public/records/{{record_id}}", tags=["Công khai"])

@@ -7,7 +7,8 @@ this module only lays it out, escaped, for a phone screen.
 from __future__ import annotations
 
 from html import escape
-from typing import Any
+
+from hsdt.archive.public import PublicAnswer
 
 _TITLES = {
     "current": ("Hồ sơ hợp lệ", "#1b5e20"),
@@ -17,13 +18,10 @@ _TITLES = {
 }
 
 
-def public_html(record_id: str, answer: dict[str, Any]) -> str:
-    title, colour = _TITLES.get(answer.get("status", ""), ("Kết quả xác minh", "#333"))
-    rows = [(label, answer.get(key)) for label, key in (
-        ("Đơn vị cấp", "school_name"), ("Loại hồ sơ", "kind_title"), ("Năm học", "school_year"),
-        ("Ngày ký cuối", "issued_date"))]
-    facts = "".join(f"<dt>{escape(label)}</dt><dd>{escape(str(value))}</dd>"
-                    for label, value in rows if value)
+def public_html(record_id: str, answer: PublicAnswer) -> str:
+    title, colour = _TITLES.get(answer.status, ("Kết quả xác minh", "#333"))
+    facts = "".join(f"<dt>{escape(label)}</dt><dd>{escape(value)}</dd>"
+                    for label, value in answer.facts())
     return f"""<!doctype html>
 <html lang="vi"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -31,6 +29,6 @@ def public_html(record_id: str, answer: dict[str, Any]) -> str:
 <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem;color:#222}}
 h1{{color:{colour};font-size:1.4rem}} dt{{font-weight:600;margin-top:.6rem}} dd{{margin:0}}
 code{{word-break:break-all;font-size:.85rem;color:#555}}</style></head>
-<body><h1>{escape(title)}</h1><p>{escape(str(answer.get("message", "")))}</p>
+<body><h1>{escape(title)}</h1><p>{escape(answer.message)}</p>
 <dl>{facts}</dl><p>Mã hồ sơ: <code>{escape(record_id)}</code></p></body></html>
 """

@@ -16,7 +16,7 @@ API handler looks things up, this module decides and words the answer.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -36,6 +36,11 @@ MESSAGES: dict[PublicStatus, str] = {
     "not_authentic": ("Không xác nhận được hồ sơ này: chữ ký số không hợp lệ hoặc nội dung khác "
                       "với bản gốc đã lưu trữ. Không sử dụng hồ sơ này làm căn cứ."),
 }
+
+
+# What an authentic answer shows besides its sentence, in this order, on the page and in the CLI.
+_FACTS = (("Đơn vị cấp", "school_name"), ("Loại hồ sơ", "kind_title"), ("Năm học", "school_year"),
+          ("Ngày ký cuối", "issued_date"))
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,17 @@ class PublicAnswer:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def facts(self) -> list[tuple[str, str]]:
+        """The labelled facts as a Vietnamese reader reads them (days as dd/mm/yyyy); none
+        for a refusal, which states nothing about the document."""
+        out: list[tuple[str, str]] = []
+        for label, name in _FACTS:
+            value = getattr(self, name)
+            if value:
+                out.append((label, date.fromisoformat(value).strftime("%d/%m/%Y")
+                            if name == "issued_date" else str(value)))
+        return out
 
 
 def public_answer(report: VerificationReport | None, *, superseded_by: str | None,

@@ -3,6 +3,7 @@ token, B-LTA and the archive; then search, download, report, public page and ver
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import httpx
@@ -87,6 +88,7 @@ def test_class_from_bundle_to_archive(service: Service, tmp_path) -> None:  # ty
     with service.client() as anon:
         page = anon.get(f"/v/{found[0]['record_id']}")
         assert page.status_code == 200 and "Hồ sơ hợp lệ" in page.text
+        assert re.search(r"<dt>Ngày ký cuối</dt><dd>\d{2}/\d{2}/\d{4}</dd>", page.text), page.text
         assert service.bundle.students[0].full_name not in page.text  # minimal disclosure
         assert anon.get("/v/hoc_ba_thcs.KHONG-CO").status_code == 404
 
