@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from functools import partial
 from typing import Any
 
 import pytest
@@ -186,6 +187,104 @@ def test_a_damaged_object_fails_the_map_as_in_pyhanko(sealed: bytes,
         monkeypatch.setattr(reader, "_read_object", damaged)
         with pytest.raises(PdfReadError, match="No container reference"):
             build(reader.get_historical_resolver(3))
+
+
+def _bound(a: Any, b: Any, ours: tuple[Any, ...], theirs: tuple[Any, ...]) -> bool:
+    """Deep equality of two copies made by two revision views, bindings included: each
+    ``container_ref`` and each reference must point at the same party on both sides (the
+    view, or the reader behind it)."""
+    def party(pdf: Any, side: tuple[Any, ...]) -> Any:
+        return next((i for i, p in enumerate(side) if p is pdf), repr(pdf))
+
+    def same_ref(x: Any, y: Any) -> bool:
+        if x is None or y is None:
+            return x is y
+        return type(x) is type(y) and x == y and party(x.pdf, ours) == party(y.pdf, theirs)
+
+    if type(a) is not type(b) or not same_ref(a.container_ref, b.container_ref):
+        return False
+    if isinstance(a, generic.StreamObject) and a.encoded_data != b.encoded_data:
+        return False
+    if isinstance(a, generic.DictionaryObject):
+        return list(a) == list(b) and all(_bound(a.raw_get(k), b.raw_get(k), ours, theirs)
+                                          for k in a)
+    if isinstance(a, generic.ArrayObject):
+        return len(a) == len(b) and all(_bound(x, y, ours, theirs)
+                                        for x, y in zip(a, b, strict=True))
+    if isinstance(a, generic.IndirectObject):
+        return same_ref(a.reference, b.reference)
+    return bool(a == b)
+
+
+def _pyhankos_own(monkeypatch: pytest.MonkeyPatch, fn: Any) -> Any:
+    """``fn()`` with every speed-up undone (pyHanko's methods call each other by name)."""
+    with monkeypatch.context() as m:
+        for where, name, _ours, theirs in _speedups.PATCHES:
+            m.setattr(where, name, theirs)
+        return fn()
+
+
+def _outcome(fn: Any) -> Any:
+    try:
+        return ("ok", fn())
+    except Exception as exc:  # the same error, word for word, is part of the contract
+        return ("error", type(exc), str(exc))
+
+
+@pytest.mark.parametrize("tampering", list(_TAMPERINGS))
+def test_revision_views_copy_and_collect_as_pyhanko(sealed: bytes, tampering: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every object of every revision, copied into the revision's view and walked for its
+    dependencies (all of them, and those since the revision), as pyHanko's own methods do."""
+    pdf = _TAMPERINGS[tampering](sealed)
+    ours, theirs = _readers(pdf)
+    refs = sorted(_all_refs(ours), key=lambda r: r.idnum)
+    for rev in range(ours.xrefs.total_revisions):
+        mine = ours.get_historical_resolver(rev)
+        orig = _pyhankos_own(monkeypatch, partial(theirs.get_historical_resolver, rev))
+        sides = (mine, ours), (orig, theirs)
+        for since in (None, rev):
+            assert mine.collect_dependencies(mine.trailer_view, since) == _pyhankos_own(
+                monkeypatch, partial(orig.collect_dependencies, orig.trailer_view, since))
+        for ref in refs:
+            if ours.xrefs.get_historical_ref(ref, rev) is None:
+                continue
+            copy = mine(ref)
+            expected = _pyhankos_own(monkeypatch, partial(
+                orig, generic.Reference(ref.idnum, ref.generation, theirs)))
+            assert _bound(copy, expected, *sides), (ref, rev)
+            for since in (None, rev, rev + 1):
+                got = _outcome(partial(mine.collect_dependencies, copy, since))
+                assert got == _pyhankos_own(monkeypatch, partial(
+                    _outcome, partial(orig.collect_dependencies, expected, since))), (ref, rev, since)
+
+
+def test_a_view_of_a_damaged_object_fails_as_in_pyhanko(sealed: bytes,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An object stream entry pyHanko could not read stands in as a bare null (no container
+    reference): copying it, or a dictionary holding it, fails with pyHanko's own error."""
+    def damaged_reader() -> tuple[PdfFileReader, int]:
+        reader = PdfFileReader(io.BytesIO(sealed), strict=False)
+        info = reader.trailer.raw_get("/Info").idnum
+        read = reader._read_object
+
+        def damaged(ref: generic.Reference, marker: Any, **kw: Any) -> Any:
+            return generic.NullObject() if ref.idnum == info else read(ref, marker, **kw)
+
+        reader._read_object = damaged  # type: ignore[method-assign]
+        return reader, info
+
+    def attempt() -> Any:
+        reader, info = damaged_reader()
+        view = reader.get_historical_resolver(3)
+        orphan = generic.DictionaryObject({pdf_name("/A"): generic.NullObject()})
+        orphan.container_ref = generic.Reference(info, 0, reader)
+        return (_outcome(lambda: view(generic.Reference(info, 0, reader))),
+                _outcome(lambda: view._subsume_object(orphan)))
+
+    mine = attempt()
+    assert mine == _pyhankos_own(monkeypatch, attempt)
+    assert all(o[0] == "error" and "No container reference" in o[2] for o in mine), mine
 
 
 # -- within one verification: name comparisons and certificate validations ------------------

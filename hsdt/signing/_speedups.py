@@ -19,7 +19,8 @@ looks at them (:func:`get_object`), the revision that last wrote an object is lo
 once (:func:`get_last_change`), and the map of paths to every object of a revision is
 built from the parsed objects instead of from a per-revision copy of each, and carried
 over from the revision before where that revision's writes allow
-(:func:`load_reverse_xref_cache`).
+(:func:`load_reverse_xref_cache`); each revision view's copies of objects and its walk for
+their dependencies skip the per-node overhead (:mod:`hsdt.signing._revision_views`).
 4. Within one verification, the result of validating the same certificate for the same
 use with the same validation context (:func:`remember_validations`): the TSA's
 certificate is otherwise validated again, revocation evidence and all, for each of the
@@ -60,7 +61,7 @@ from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.registry import LazyPathIterator
 from pyhanko_certvalidator.util import CancelableAsyncIterator
 
-from hsdt.signing import _fastparse, parsed
+from hsdt.signing import _fastparse, _revision_views, parsed
 
 _original = generic.read_hex_string_from_stream
 _HEX = re.compile(rb"[0-9A-Fa-f]*")
@@ -746,6 +747,10 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (PdfFileReader, "get_object", get_object, _original_get_object),
     (PdfFileReader, "_get_object_from_stream", get_object_from_stream, _original_from_stream),
     (HistoricalResolver, "_load_reverse_xref_cache", load_reverse_xref_cache, _original_lut),
+    (HistoricalResolver, "_subsume_object", _revision_views.subsume_object,
+     _revision_views.original_subsume),
+    (HistoricalResolver, "_collect_indirect_references",
+     _revision_views.collect_indirect_references, _revision_views.original_collect),
     (XRefCache, "get_last_change", get_last_change, _original_last_change),
     (generic_cms, "validate_cert_usage", validate_cert_usage, _original_validate_cert_usage),
     (generic_cms, "extract_certificate_info", extract_certificate_info,
