@@ -60,6 +60,13 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _outcome(fn: Any) -> Any:
+    try:
+        return ("ok", fn())
+    except Exception as exc:  # the same error, word for word, is part of the contract
+        return ("error", type(exc), str(exc))
+
+
 def _readers(pdf: bytes) -> tuple[PdfFileReader, PdfFileReader]:
     return PdfFileReader(io.BytesIO(pdf), strict=False), PdfFileReader(io.BytesIO(pdf), strict=False)
 
@@ -82,19 +89,22 @@ def test_historical_objects_are_the_originals(sealed: bytes) -> None:
             assert _speedups.get_object(ours, ref, rev) is mine
 
 
-def test_last_change_is_the_original(sealed: bytes) -> None:
-    ours, theirs = _readers(sealed)
-    for ref in [*_all_refs(ours), generic.Reference(999_999, 0, ours)]:
-        try:
-            expected: int | type[KeyError] = _speedups._original_last_change(theirs.xrefs, ref)
-        except KeyError:
-            expected = KeyError
-        for _ in range(2):  # computed, then remembered
-            try:
-                got: int | type[KeyError] = _speedups.get_last_change(ours.xrefs, ref)
-            except KeyError:
-                got = KeyError
-            assert got == expected, ref
+@pytest.mark.parametrize(("ours", "theirs", "with_revision"), [
+    (_speedups.get_last_change, _speedups._original_last_change, False),
+    (_speedups.get_introducing_revision, _speedups._original_introducing, False),
+    (_speedups.get_historical_ref, _speedups._original_historical_ref, True),
+], ids=["last_change", "introducing_revision", "historical_ref"])
+def test_xref_lookups_are_the_originals(sealed: bytes, ours: Any, theirs: Any,
+                                        with_revision: bool) -> None:
+    mine, orig = _readers(_page_annotated(sealed))  # an object rewritten after signing, too
+    revisions = range(-1, mine.xrefs.total_revisions + 1) if with_revision else [None]
+    for ref in [*_all_refs(mine), generic.Reference(999_999, 0, mine),
+                generic.Reference(1, 5, mine)]:
+        for rev in revisions:
+            at = () if rev is None else (rev,)
+            expected = _outcome(partial(theirs, orig.xrefs, ref, *at))
+            for _ in range(2):  # computed, then remembered
+                assert _outcome(partial(ours, mine.xrefs, ref, *at)) == expected, (ref, rev)
 
 
 def _page_annotated(pdf: bytes) -> bytes:
@@ -222,13 +232,6 @@ def _pyhankos_own(monkeypatch: pytest.MonkeyPatch, fn: Any) -> Any:
         for where, name, _ours, theirs in _speedups.PATCHES:
             m.setattr(where, name, theirs)
         return fn()
-
-
-def _outcome(fn: Any) -> Any:
-    try:
-        return ("ok", fn())
-    except Exception as exc:  # the same error, word for word, is part of the contract
-        return ("error", type(exc), str(exc))
 
 
 @pytest.mark.parametrize("tampering", list(_TAMPERINGS))

@@ -15,8 +15,8 @@ within one verification, for the comparison of distinguished names
 (:func:`name_comparisons_remembered`).
 3. Three for pyHanko's modification analysis, which was most of a sealed record's
 verification: each revision's objects are parsed once instead of once per revision that
-looks at them (:func:`get_object`), the revision that last wrote an object is looked up
-once (:func:`get_last_change`), and the map of paths to every object of a revision is
+looks at them (:func:`get_object`), the revisions that wrote an object are looked up
+once (:func:`_remembered`), and the map of paths to every object of a revision is
 built from the parsed objects instead of from a per-revision copy of each, and carried
 over from the revision before where that revision's writes allow
 (:func:`load_reverse_xref_cache`); each revision view's copies of objects and its walk for
@@ -41,7 +41,7 @@ import binascii
 import functools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from io import BytesIO
@@ -303,31 +303,46 @@ def get_object(self: PdfFileReader, ref: generic.Reference, revision: int | None
     return obj
 
 
-_original_last_change = XRefCache.get_last_change
+_NO_SECTION = object()  # the lookup raised KeyError: no section has the object
 
 
-def get_last_change(self: XRefCache, ref: generic.Reference) -> int:
-    """pyHanko's ``XRefCache.get_last_change`` (the newest revision that writes ``ref``),
+def _remembered(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``original``, one of pyHanko's ``XRefCache`` lookups by reference (and revision),
     remembered per xref table.
 
-    pyHanko scans the revisions' xref sections from the newest on every call, and every
-    object fetched for an older revision asks it: 10 000 scans of 17 sections per
-    record. The sections are read once, when the file is opened, and never change, so
-    the answer (or the KeyError for an object no section writes) is kept on this table.
+    pyHanko scans the revisions' xref sections on every call, catching a KeyError for each
+    section without the object, and modification analysis asks these for every object it
+    touches: tens of thousands of scans of 17 sections per record. The sections are read
+    once, when the file is opened, and never change, so each answer (or the KeyError for an
+    object no section has) is kept on the table.
     """
-    memo: dict[tuple[int, int], int | None] = self.__dict__.setdefault("_hsdt_last_change", {})
-    key = (ref.idnum, ref.generation)
-    try:
-        found = memo[key]
-    except KeyError:
+    attr = f"_hsdt_{original.__name__}"
+
+    @functools.wraps(original)
+    def lookup(self: XRefCache, ref: generic.Reference, *revision: int) -> Any:
+        memo: dict[tuple[int, ...], Any] = self.__dict__.setdefault(attr, {})
+        key = (ref.idnum, ref.generation, *revision)
         try:
-            found = _original_last_change(self, ref)
+            found = memo[key]
         except KeyError:
-            found = None
-        memo[key] = found
-    if found is None:
-        raise KeyError(ref)
-    return found
+            try:
+                found = original(self, ref, *revision)
+            except KeyError:
+                found = _NO_SECTION
+            memo[key] = found
+        if found is _NO_SECTION:
+            raise KeyError(ref)
+        return found
+
+    return lookup
+
+
+_original_last_change = XRefCache.get_last_change
+_original_introducing = XRefCache.get_introducing_revision
+_original_historical_ref = XRefCache.get_historical_ref
+get_last_change = _remembered(_original_last_change)
+get_introducing_revision = _remembered(_original_introducing)
+get_historical_ref = _remembered(_original_historical_ref)
 
 
 _original_from_stream = PdfFileReader._get_object_from_stream
@@ -752,6 +767,8 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (HistoricalResolver, "_collect_indirect_references",
      _revision_views.collect_indirect_references, _revision_views.original_collect),
     (XRefCache, "get_last_change", get_last_change, _original_last_change),
+    (XRefCache, "get_introducing_revision", get_introducing_revision, _original_introducing),
+    (XRefCache, "get_historical_ref", get_historical_ref, _original_historical_ref),
     (generic_cms, "validate_cert_usage", validate_cert_usage, _original_validate_cert_usage),
     (generic_cms, "extract_certificate_info", extract_certificate_info,
      _original_certificate_info),
