@@ -17,10 +17,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from hsdt import cli_vi
 from hsdt.domain.errors import BundleRejected, HsdtError, UnusableInput, os_reason
 
+cli_vi.install()
 app = typer.Typer(help="HSĐT — hồ sơ điện tử: học bạ, ký số theo trình tự, lưu trữ bất biến.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 archive_app = typer.Typer(help="Kho lưu trữ chỉ ghi một lần.", no_args_is_help=True)
 app.add_typer(archive_app, name="archive")
 console = Console()
@@ -338,7 +340,9 @@ def archive_search(root: RootOpt,
 
 
 @archive_app.command("get")
-def archive_get(sha_or_record: str, root: RootOpt,
+def archive_get(sha_or_record: Annotated[str, typer.Argument(
+                    metavar="MÃ_HỒ_SƠ", help="Mã hồ sơ, hoặc SHA-256 của một bản đã lưu")],
+                root: RootOpt,
                 out: Annotated[Path, typer.Option(help="Thư mục ghi PDF và báo cáo")],
                 pki: PkiOpt = None, trust: TrustOpt = None, bindings: BindOpt = None) -> None:
     """Lấy hồ sơ (bản mới nhất) kèm báo cáo xác minh mới lập, không dùng mạng: JSON, HTML, PDF."""
@@ -596,7 +600,9 @@ def transfer_issue(student: Annotated[str, typer.Option(help="Mã định danh h
 
 
 @transfer_app.command("verify")
-def transfer_verify(package: Path, pki: PkiOpt = None, trust: TrustOpt = None,
+def transfer_verify(package: Annotated[Path, typer.Argument(
+                        metavar="GÓI", help="Tệp gói hồ sơ chuyển trường (.zip)")],
+                    pki: PkiOpt = None, trust: TrustOpt = None,
                     bindings: BindOpt = None,
                     as_json: JsonOpt = False) -> None:
     """Kiểm tra gói hồ sơ chuyển trường, không cần mạng; nêu rõ từng chỗ sai. Mã thoát 0/1/2."""
