@@ -14,8 +14,10 @@ from typing import Any
 from typer import rich_utils
 from typer._click import core as click_core
 from typer._click import exceptions as click_errors
+from typer._click import formatting as click_formatting
 
 HELP_OPTION_TEXT = "Hiện hướng dẫn này rồi thoát."
+USAGE_PREFIX = "Cách dùng: "
 
 _PANEL_TEXTS = {
     "ARGUMENTS_PANEL_TITLE": "Đối số",
@@ -76,6 +78,7 @@ def _hint(exc: click_errors.BadParameter) -> str:
 
 _typer_format_error = rich_utils.rich_format_error
 _typer_help_option = click_core.Command.get_help_option
+_typer_write_usage = click_formatting.HelpFormatter.write_usage
 
 
 def _format_error(exc: click_errors.ClickException) -> None:
@@ -95,9 +98,18 @@ def _help_option(self: click_core.Command, ctx: click_core.Context) -> Any:
     return option
 
 
+def _write_usage(self: click_formatting.HelpFormatter, prog: str, args: str = "",
+                 prefix: str | None = None) -> None:
+    _typer_write_usage(self, prog, args, USAGE_PREFIX if prefix is None else prefix)
+
+
 def install() -> None:
     """Put the Vietnamese texts in place (idempotent; called when the CLI is imported)."""
     for name, text in _PANEL_TEXTS.items():
         setattr(rich_utils, name, text)
     rich_utils.rich_format_error = _format_error
     click_core.Command.get_help_option = _help_option  # type: ignore[method-assign]
+    click_formatting.HelpFormatter.write_usage = _write_usage  # type: ignore[method-assign]
+    highlights = rich_utils.OptionHighlighter.highlights
+    if USAGE_PREFIX not in "".join(highlights):  # the prefix styled as Typer styles its own
+        highlights.append(f"(?P<usage>{USAGE_PREFIX})")

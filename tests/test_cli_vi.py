@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from hsdt.cli import app
 
 _ENGLISH = ("Show this message", "No such option", "Missing option", "Missing argument",
-            "Invalid value", "Got unexpected", "No such command", "Try '", "Options", "Commands")
+            "Invalid value", "Got unexpected", "No such command", "Try '", "Options", "Commands",
+            "Usage:")
 
 
 def _said(args: list[str]) -> tuple[int, str]:
@@ -23,6 +24,7 @@ def _said(args: list[str]) -> tuple[int, str]:
 def test_help_is_in_vietnamese(args: list[str]) -> None:
     code, said = _said(args)
     assert code == 0 and "Tuỳ chọn" in said and "Hiện hướng dẫn này rồi thoát." in said
+    assert "Cách dùng: root" in said
     assert not [e for e in _ENGLISH if e in said], said
     assert "--install-completion" not in said  # shell completion is not for school PCs
 
@@ -44,6 +46,7 @@ def test_a_mistyped_command_is_told_in_vietnamese(args: list[str], expected: str
     code, said = _said(args)
     assert code == 2, said  # Typer's exit code for usage errors, unchanged
     assert expected in said and "Lỗi" in said and "để biết cách dùng" in said
+    assert "Cách dùng: root" in said
     assert not [e for e in _ENGLISH if e in said], said
 
 
