@@ -71,7 +71,9 @@ def sample(out: Annotated[Path, typer.Option(help="Tệp JSON sẽ ghi")],
 
 
 @app.command()
-def render(bundle: Path, out: Annotated[Path, typer.Option(help="Thư mục kết quả")],
+def render(bundle: Annotated[Path, typer.Argument(
+               metavar="DỮ_LIỆU", help="Tệp dữ liệu lớp (JSON) đã kiểm tra hoặc đã khoá")],
+           out: Annotated[Path, typer.Option(help="Thư mục kết quả")],
            by: Annotated[str, typer.Option(help="Người khoá dữ liệu")] = "",
            ) -> None:
     """Kiểm tra, khoá (nếu chưa khoá) và kết xuất học bạ PDF/A-3b cho cả lớp."""
@@ -96,7 +98,7 @@ def render(bundle: Path, out: Annotated[Path, typer.Option(help="Thư mục kế
 
 
 @app.command()
-def sign(file: Path,
+def sign(file: Annotated[Path, typer.Argument(metavar="TỆP_PDF", help="Hồ sơ cần ký")],
          field: Annotated[str, typer.Option(help="Tên ô chữ ký, ví dụ subject_TOAN")],
          out: Annotated[Path | None, typer.Option(help="Tệp kết quả (mặc định: ghi đè)")] = None,
          pki: Annotated[Path | None, typer.Option(help="Thư mục PKI thử nghiệm")] = None,
@@ -129,7 +131,8 @@ def sign(file: Path,
 
 
 @app.command()
-def seal(file: Path, out: Annotated[Path | None, typer.Option()] = None,
+def seal(file: Annotated[Path, typer.Argument(metavar="TỆP_PDF", help="Hồ sơ đã ký đủ")],
+         out: Annotated[Path | None, typer.Option()] = None,
          pki: Annotated[Path | None, typer.Option(help="Thư mục PKI thử nghiệm")] = None,
          tsa: Annotated[str | None, typer.Option()] = None,
          trust: Annotated[list[Path] | None, typer.Option()] = None,
@@ -151,7 +154,8 @@ def seal(file: Path, out: Annotated[Path | None, typer.Option()] = None,
 
 
 @app.command()
-def verify(file: Annotated[Path | None, typer.Argument(help="Tệp PDF cần xác minh")] = None,
+def verify(file: Annotated[Path | None, typer.Argument(metavar="TỆP_PDF",
+                                                      help="Tệp PDF cần xác minh")] = None,
            as_json: JsonOpt = False,
            trust: Annotated[list[Path] | None, typer.Option(help="CA gốc tin cậy (PEM)")] = None,
            pki: Annotated[Path | None, typer.Option(help="Thư mục PKI thử nghiệm")] = None,
@@ -232,7 +236,8 @@ INGEST_CHUNK = 64
 
 
 @archive_app.command("ingest")
-def archive_ingest(files: Annotated[list[Path], typer.Argument(help="Một hay nhiều tệp hồ sơ PDF")],
+def archive_ingest(files: Annotated[list[Path], typer.Argument(
+                       metavar="TỆP_PDF", help="Một hay nhiều tệp hồ sơ PDF")],
                    root: RootOpt, pki: PkiOpt = None, trust: TrustOpt = None,
                    bindings: BindOpt = None,
                    processes: Annotated[int | None, typer.Option(

@@ -98,8 +98,14 @@ def _help_option(self: click_core.Command, ctx: click_core.Context) -> Any:
     return option
 
 
+# The usage line's placeholders, as click spells them.
+_USAGE_WORDS = (("[OPTIONS]", "[TUỲ_CHỌN]"), ("COMMAND [ARGS]...", "LỆNH [ĐỐI_SỐ]..."))
+
+
 def _write_usage(self: click_formatting.HelpFormatter, prog: str, args: str = "",
                  prefix: str | None = None) -> None:
+    for english, vietnamese in _USAGE_WORDS:
+        args = args.replace(english, vietnamese)
     _typer_write_usage(self, prog, args, USAGE_PREFIX if prefix is None else prefix)
 
 

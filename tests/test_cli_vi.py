@@ -12,7 +12,7 @@ from hsdt.cli import app
 
 _ENGLISH = ("Show this message", "No such option", "Missing option", "Missing argument",
             "Invalid value", "Got unexpected", "No such command", "Try '", "Options", "Commands",
-            "Usage:")
+            "Usage:", "[OPTIONS]", "COMMAND")
 
 
 def _said(args: list[str]) -> tuple[int, str]:

@@ -750,18 +750,25 @@ class _RevocationIndex:
         self._ocsp: list[_OcspEntry] = []
         self._crl: list[_CrlEntry] = []
         self._seen: set[str] = set()
+        # The response and CRL objects already looked at, held so that their ids stay
+        # theirs: each is encoded and hashed once, not once per signature of the record.
+        self._looked_at: dict[int, object] = {}
 
     def _refresh(self) -> None:
         for resp in self._vc.ocsps:
-            digest = _sha256(resp.dump())
-            if digest not in self._seen:
+            if self._new(resp) and (digest := _sha256(resp.dump())) not in self._seen:
                 self._seen.add(digest)
                 self._ocsp += _ocsp_entries(resp, digest)
         for cl in self._vc.crls:
-            digest = _sha256(cl.dump())
-            if digest not in self._seen:
+            if self._new(cl) and (digest := _sha256(cl.dump())) not in self._seen:
                 self._seen.add(digest)
                 self._crl.append(_crl_entry(cl, digest))
+
+    def _new(self, obj: object) -> bool:
+        if id(obj) in self._looked_at:
+            return False
+        self._looked_at[id(obj)] = obj
+        return True
 
     def for_path(self, path: _Path) -> tuple[RevocationEvidence, ...]:
         self._refresh()
