@@ -446,7 +446,7 @@ def audit_log_cmd(root: RootOpt, pki: PkiOpt = None, trust: TrustOpt = None,
     try:
         archive = _open_archive(root, trust, pki, bindings)
         findings = audit_log(archive)
-        size, records = archive.log.size, len(archive.entries())
+        size, records = archive.log.size, len(archive.index.log_indexes())  # no rows re-read
         tree_root = archive.log.root().hex()
     except HsdtError as exc:
         raise _fail(exc) from None
