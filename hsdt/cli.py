@@ -42,6 +42,11 @@ def _read(path: Path) -> bytes:
         raise UnusableInput(f"Không đọc được tệp {path}: {os_reason(exc)}.") from None
 
 
+def _readable_file(path: Path) -> bool:
+    """A regular file this process may read (a stat, not a read: a batch may be thousands)."""
+    return path.is_file() and os.access(path, os.R_OK)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write next to the target and rename, so a failure never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,6 +256,11 @@ def archive_ingest(files: Annotated[list[Path], typer.Argument(
         raise _fail(UnusableInput("--processes phải từ 1 trở lên."))
     try:
         single = _read(files[0]) if len(files) == 1 else None  # one file: its error, as usual
+        if single is None and not any(_readable_file(f) for f in files):
+            # Nothing to ingest: say so before an archive is made at --root for nothing.
+            raise UnusableInput(f"Không đọc được tệp nào trong {len(files)} tệp đã cho (không "
+                                f"có, không phải tệp hoặc không có quyền đọc), ví dụ "
+                                f"«{files[0]}». Không có gì được lưu.")
         workers = min(processes or os.cpu_count() or 1, len(files), INGEST_CHUNK)
         archive = _open_archive(root, trust, pki, bindings, verify_processes=workers,
                                 create=True)

@@ -28,7 +28,17 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-PYTHON=${PYTHON:-python3}
+# The interpreter: $PYTHON if given; otherwise the distribution's own python3 when it is
+# ≥ 3.11 and can make a venv, else the first python3 on PATH. Debian builds its interpreter
+# with profile-guided and link-time optimisation; a plain source build (pyenv's default) is
+# not, and verifying a record — pure Python, mostly pyHanko — took ~12 % longer on it
+# (bench/machine.py prints which interpreter a bench ran on).
+distro_python() {
+  local py=/usr/bin/python3
+  [[ -x $py ]] && "$py" -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+    && echo "$py"
+}
+PYTHON=${PYTHON:-$(distro_python || echo python3)}
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "Cần Python ≥ 3.11 (đang có: $("$PYTHON" --version 2>&1))." >&2
   exit 1

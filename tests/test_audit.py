@@ -332,6 +332,27 @@ def test_cli_ingests_a_long_list_chunk_by_chunk(world: World, two_sealed: list[b
     assert [e["entry"]["sha256"] for e in events] == [sha256_hex(p) for p in two_sealed]
 
 
+def test_cli_ingest_of_files_that_cannot_be_read_creates_no_archive(world: World,
+                                                                   tmp_path: Path) -> None:
+    """A batch where not one file can be read (a wrong glob, a wrong folder) is refused before
+    anything is made at --root: no empty archive left behind to be mistaken for a real one."""
+    from typer.testing import CliRunner
+
+    from hsdt.cli import app
+
+    folder = tmp_path / "a-folder.pdf"
+    folder.mkdir()
+    files = [tmp_path / "missing-1.pdf", folder]
+    root = tmp_path / "kho"
+    r = CliRunner().invoke(app, ["archive", "ingest", *map(str, files), "--root", str(root),
+                                 "--pki", str(world.pki.workdir)])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output  # bad input, as for one file that cannot be read
+    assert "Không đọc được tệp nào trong 2 tệp đã cho" in said and str(files[0]) in said
+    assert "Không có gì được lưu." in said
+    assert not root.exists()
+
+
 def test_cli_public_answer_and_transfer(world: World, two_sealed: list[bytes], tmp_path: Path) -> None:
     import json
 
