@@ -630,48 +630,53 @@ def load_reverse_xref_cache(self: HistoricalResolver) -> None:
                in_struct: bool) -> _Visit | None:
         return _Visit(ref, path, in_struct, False, (), frozenset())
 
-    pages_ref = self.root.raw_get("/Pages")
-    pages_path: _Path = ("/Root", "/Pages")
-    page_tree: dict[generic.Reference, _Path] = {}
-    if isinstance(pages_ref, _IND):
-        page_tree[pages_ref.reference] = pages_path
-    for ref, path in _page_tree_refs(pages_ref.get_object(), pages_path):
-        if ref in page_tree:
-            raise misc.PdfReadError("Circular reference in page tree in mapping stage")
-        page_tree[ref] = path
-    struct_tree: set[generic.Reference] = set()
     try:
-        for ref in _struct_tree_refs(self.root.raw_get("/StructTreeRoot").get_object()):
-            if ref in struct_tree:
-                raise misc.PdfReadError("Circular reference in structure tree in mapping stage")
-            struct_tree.add(ref)
-    except KeyError:
-        pass
-    starts: list[_Visit] = []
-    contents(self.trailer_view, (), set(), False, starts, glance)
-    start = [(v.path, v.ref, v.in_struct) for v in starts]
-    walks: dict[int, _Walk] = reader.__dict__.setdefault(_WALKS, {})
-    prior = walks.get(revision - 1)
-    written = _walk_reusable(xrefs, revision)
-    if (prior is not None and written is not None and prior.start == start
-            and prior.page_tree == page_tree and prior.struct_tree == struct_tree):
-        top = tuple(renewed(v, written, set()) for v in prior.top)
-    else:
-        found: list[_Visit] = []
-        contents(self.trailer_view, (), set(), False, found, enter)
-        top = tuple(found)
-    walks.clear()  # the walk of the revision before is needed, no other
-    walks[revision] = _Walk(start, page_tree, struct_tree, top)
-    collected: dict[generic.Reference, set[_Path]] = {}
-    stack = list(reversed(top))
-    while stack:  # in the walk's order (pre-order), as pyHanko fills its map
-        v = stack.pop()
-        paths = collected.get(v.ref)
-        if paths is None:
-            collected[generic.Reference(v.ref.idnum, v.ref.generation, self)] = paths = set()
-        paths.add(v.path)
-        stack.extend(reversed(v.children))
-    self._indirect_object_access_cache = _PathsByRef(collected)
+        pages_ref = self.root.raw_get("/Pages")
+        pages_path: _Path = ("/Root", "/Pages")
+        page_tree: dict[generic.Reference, _Path] = {}
+        if isinstance(pages_ref, _IND):
+            page_tree[pages_ref.reference] = pages_path
+        for ref, path in _page_tree_refs(pages_ref.get_object(), pages_path):
+            if ref in page_tree:
+                raise misc.PdfReadError("Circular reference in page tree in mapping stage")
+            page_tree[ref] = path
+        struct_tree: set[generic.Reference] = set()
+        try:
+            for ref in _struct_tree_refs(self.root.raw_get("/StructTreeRoot").get_object()):
+                if ref in struct_tree:
+                    raise misc.PdfReadError("Circular reference in structure tree in mapping stage")
+                struct_tree.add(ref)
+        except KeyError:
+            pass
+        starts: list[_Visit] = []
+        contents(self.trailer_view, (), set(), False, starts, glance)
+        start = [(v.path, v.ref, v.in_struct) for v in starts]
+        walks: dict[int, _Walk] = reader.__dict__.setdefault(_WALKS, {})
+        prior = walks.get(revision - 1)
+        written = _walk_reusable(xrefs, revision)
+        if (prior is not None and written is not None and prior.start == start
+                and prior.page_tree == page_tree and prior.struct_tree == struct_tree):
+            top = tuple(renewed(v, written, set()) for v in prior.top)
+        else:
+            found: list[_Visit] = []
+            contents(self.trailer_view, (), set(), False, found, enter)
+            top = tuple(found)
+        walks.clear()  # the walk of the revision before is needed, no other
+        walks[revision] = _Walk(start, page_tree, struct_tree, top)
+        collected: dict[generic.Reference, set[_Path]] = {}
+        stack = list(reversed(top))
+        while stack:  # in the walk's order (pre-order), as pyHanko fills its map
+            v = stack.pop()
+            paths = collected.get(v.ref)
+            if paths is None:
+                collected[generic.Reference(v.ref.idnum, v.ref.generation, self)] = paths = set()
+            paths.add(v.path)
+            stack.extend(reversed(v.children))
+        self._indirect_object_access_cache = _PathsByRef(collected)
+    finally:
+        # The visitors call themselves through their closure cells: a cycle that holds
+        # the revision's copies until a full garbage collection, unless broken here.
+        value = enter = contents = renewed = None  # type: ignore[assignment]
 
 
 # -- 4. certificate validation within one verification ------------------------------------------

@@ -59,6 +59,26 @@ class RecordState:
     def doc_timestamps(self) -> list[EmbeddedPdfSignature]:
         return [s for s in self._all_signatures if s.sig_object_type == "/DocTimeStamp"]
 
+    def release(self) -> None:
+        """Let go of everything parsed from the file, once nothing more will be read.
+
+        pyHanko's reader, its view of each revision and each signature refer to one another,
+        and through their caches to the tens of thousands of objects a verification parses
+        (each object refers back to its reader). Such cycles are freed only by a full
+        garbage collection, which also walks everything else alive: one every few records,
+        up to a tenth of an archive's ingest time. Emptying the reader, its revision views
+        and the signatures breaks every cycle, so the objects go by reference counting as
+        soon as the verification's frames do. The state is unusable afterwards.
+        """
+        reader = self.reader
+        holders: list[object] = [*self.__dict__.get("_all_signatures", ()),
+                                 *getattr(reader, "_historical_resolver_cache", {}).values(),
+                                 *(getattr(reader, "_embedded_signatures", None) or ()),
+                                 reader.xrefs, reader]
+        for holder in holders:
+            vars(holder).clear()
+        self.__dict__.pop("_all_signatures", None)
+
 
 def read_record(pdf: bytes) -> RecordState:
     """Parse a record PDF; raise :class:`UnusableInput` if it is not one of ours at all."""

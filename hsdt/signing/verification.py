@@ -433,6 +433,8 @@ class Verifier:
             except PdfReadError as exc:
                 # Objects are parsed when first read: a damaged one surfaces only here.
                 raise UnusableInput(f"Không đọc được tệp PDF (cấu trúc hỏng): {exc}") from exc
+            finally:
+                state.release()  # the report holds nothing of the reader's
 
     async def _verify(self, state: RecordState, pdf: bytes) -> VerificationReport:
         problems: list[str] = []
