@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from hsdt import cli_vi
-from hsdt.domain.errors import BundleRejected, HsdtError, UnusableInput, os_reason
+from hsdt.domain.errors import ArchiveError, BundleRejected, HsdtError, UnusableInput, os_reason
 
 cli_vi.install()
 app = typer.Typer(help="HSĐT — hồ sơ điện tử: học bạ, ký số theo trình tự, lưu trữ bất biến.",
@@ -449,13 +449,32 @@ app.add_typer(audit_app, name="audit")
 @audit_app.command("log")
 def audit_log_cmd(root: RootOpt, pki: PkiOpt = None, trust: TrustOpt = None,
                   bindings: BindOpt = None,
+                  heads: Annotated[Path | None, typer.Option(
+                      help="Tệp đầu cây lưu giữ riêng (từ «hsdt audit heads»): nhật ký phải nối "
+                           "tiếp từng đầu cây trong đó")] = None,
+                  log_key: Annotated[Path | None, typer.Option(
+                      help="Khoá công khai nhật ký đã ghim (PEM, từ «hsdt audit heads --key-out»)")
+                  ] = None,
                   as_json: JsonOpt = False) -> None:
     """Đối chiếu nhật ký minh bạch, chỉ mục và kho; nêu từng chỗ sai lệch. Mã thoát 0 sạch, 1 có lỗi."""
     from hsdt.archive.audit import audit_log, findings_json
+    from hsdt.archive.tlog import TreeHeadError, load_public_key, parse_tree_heads
+    from hsdt.signing.report_text import local_time
 
     try:
+        # The auditor's own files first: a bad one is bad input, and nothing is opened.
+        try:
+            kept = parse_tree_heads(_read(heads).decode("utf-8", "replace")) if heads else []
+        except TreeHeadError as exc:
+            raise UnusableInput(f"Tệp đầu cây lưu giữ {heads} không đọc được: {exc.message}") from None
+        try:
+            pinned = load_public_key(_read(log_key), f"Tệp {log_key}") if log_key else None
+        except TreeHeadError as exc:
+            raise UnusableInput(exc.message) from None
+        if heads and not kept:
+            raise UnusableInput(f"Tệp đầu cây lưu giữ {heads} không có đầu cây nào.")
         archive = _open_archive(root, trust, pki, bindings)
-        findings = audit_log(archive)
+        findings = audit_log(archive, kept, pinned)
         size, records = archive.log.size, len(archive.index.log_indexes())  # no rows re-read
         tree_root = archive.log.root().hex()
     except HsdtError as exc:
@@ -468,10 +487,54 @@ def audit_log_cmd(root: RootOpt, pki: PkiOpt = None, trust: TrustOpt = None,
         console.print(f"[green]Kho sạch:[/] {size} mục nhật ký, {records} hồ sơ trong chỉ mục "
                       "và các đối tượng trong kho khớp nhau.\n"
                       f"Gốc cây nhật ký ở kích thước {size}: {tree_root}", highlight=False)
+        if kept:
+            newest = max(kept, key=lambda h: h.size)
+            console.print(f"Nhật ký nối tiếp đủ {len(kept)} đầu cây lưu giữ riêng (lớn nhất: "
+                          f"kích thước {newest.size}, ký lúc "
+                          f"{local_time(newest.timestamp.isoformat())})"
+                          + (", ký bằng khoá đã ghim." if pinned else "."), highlight=False)
     else:
         for f in findings:
             console.print(f"[red]✗[/] ({f.code}) {escape(f.message)}", highlight=False)
     raise typer.Exit(1 if findings else 0)
+
+
+@audit_app.command("heads")
+def audit_heads_cmd(root: RootOpt,
+                    out: Annotated[Path, typer.Option(
+                        "--out", help="Tệp JSON Lines nhận các đầu cây đã ký")],
+                    key_out: Annotated[Path | None, typer.Option(
+                        help="Ghi khoá công khai của nhật ký (PEM) vào đây để ghim")] = None,
+                    pki: PkiOpt = None, trust: TrustOpt = None, bindings: BindOpt = None) -> None:
+    """Xuất các đầu cây đã ký của nhật ký để Sở hoặc kiểm toán viên lưu giữ ngoài kho."""
+    from hsdt.archive.tlog import parse_tree_heads, public_key_fingerprint, public_key_pem
+    from hsdt.signing.report_text import local_time
+
+    try:
+        archive = _open_archive(root, trust, pki, bindings)
+        archive.log.signed_tree_head()  # a head at today's size, if there is none yet
+        exported = archive.log.export_tree_heads()
+        newest = parse_tree_heads(exported)[-1]  # what the file ends with, as said below
+        public_key = archive.log.public_key
+        if public_key is None:  # pragma: no cover - an archive always opens its log with its key
+            raise ArchiveError("Nhật ký không có khoá ký đầu cây.", code="tlog_no_key")
+        _write_atomic(out, exported.encode("utf-8"))
+        if key_out is not None:
+            _write_atomic(key_out, public_key_pem(public_key))
+    except OSError as exc:
+        raise _fail(UnusableInput(f"Không ghi được tệp: {os_reason(exc)}.")) from None
+    except HsdtError as exc:
+        raise _fail(exc) from None
+    count = len(exported.splitlines())
+    console.print(
+        f"Đã xuất {count} đầu cây → {out}\n"
+        f"Mới nhất: kích thước {newest.size}, ký lúc {local_time(newest.timestamp.isoformat())}, "
+        f"gốc {newest.root_hash.hex()}\n"
+        f"Khoá công khai của nhật ký (Ed25519), SHA-256: {public_key_fingerprint(public_key)}"
+        + (f" → {key_out}" if key_out is not None else "") + "\n"
+        "Hãy lưu tệp này ở nơi khác kho (Sở, kiểm toán viên). Lần kiểm toán sau: "
+        f"hsdt audit log --root {root} --heads {out}"
+        + (f" --log-key {key_out}" if key_out is not None else ""), highlight=False)
 
 
 @audit_app.command("fixity")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,10 +17,10 @@ from conftest import World
 
 from hsdt.archive import audit
 from hsdt.archive.audit import audit_log, fixity_audit
-from hsdt.archive.ingest import Archive
+from hsdt.archive.ingest import Archive, load_or_create_log_key
 from hsdt.archive.store import LocalWormStore
-from hsdt.archive.tlog import TransparencyLog
-from hsdt.domain.canonical import sha256_hex
+from hsdt.archive.tlog import SignedTreeHead, TransparencyLog, parse_tree_heads
+from hsdt.domain.canonical import canonical_json, sha256_hex
 from hsdt.domain.errors import ArchiveError
 
 
@@ -87,6 +89,108 @@ def test_log_entry_removed(world: World, two_sealed: list[bytes], tmp_path: Path
     reopened = Archive(LocalWormStore(tmp_path), tmp_path, world.verifier(online=False))
     codes = _codes(reopened)
     assert "log_truncated" in codes and "index_outside_log" in codes
+
+
+def _rewrite_history(archive: Archive, edit: Callable[[list[dict]], list[dict]]) -> Archive:
+    """An intruder with the server's files: the log rebuilt from edited events, signed again
+    with the log key kept beside it, and the audit's remembered tree head moved to match.
+    Everything the archive holds is consistent afterwards."""
+    root, verifier = archive.root, archive.verifier
+    events = edit([json.loads(archive.log.entry(i)) for i in range(archive.log.size)])
+    archive.close()
+    shutil.rmtree(root / "log")
+    with TransparencyLog.open(root / "log", load_or_create_log_key(root / "log.key")) as log:
+        log.extend([canonical_json(e) for e in events])
+        log.signed_tree_head()
+        state = {"size": log.size, "root": log.root().hex()}
+    reopened = Archive(LocalWormStore(root), root, verifier)
+    reopened.index.set_state("audited_tree_head", json.dumps(state))
+    return reopened
+
+
+def test_kept_tree_heads_catch_a_history_rewritten_with_the_servers_own_key(
+        world: World, two_sealed: list[bytes], tmp_path: Path) -> None:
+    """Back-dating an ingest by rewriting the log, its tree heads and the audit's memory with
+    the key on the same server passes every check inside the archive; the tree heads a Sở
+    exported earlier and kept elsewhere catch it."""
+    archive = _fresh(world, tmp_path, two_sealed[:1])
+    archive.log.signed_tree_head()
+    kept = parse_tree_heads(archive.log.export_tree_heads())  # the Sở's copy: size 1
+    pinned = archive.log.public_key
+    archive.ingest(two_sealed[1])
+    assert audit_log(archive, kept, pinned) == []  # grown since: consistent with the copy
+
+    def backdate(events: list[dict]) -> list[dict]:
+        events[0]["at"] = "2019-09-05T08:00:00Z"
+        return events
+
+    rewritten = _rewrite_history(archive, backdate)
+    assert audit_log(rewritten) == []  # nothing inside the archive disagrees any more
+    findings = audit_log(rewritten, kept, pinned)
+    assert [f.code for f in findings] == ["log_rewritten"]
+    assert "kích thước 1" in findings[0].message and "viết lại" in findings[0].message
+
+
+def test_kept_tree_heads_catch_a_shortened_log_and_a_changed_key(
+        world: World, two_sealed: list[bytes], tmp_path: Path) -> None:
+    archive = _fresh(world, tmp_path, two_sealed)
+    archive.log.signed_tree_head()
+    kept = parse_tree_heads(archive.log.export_tree_heads())  # size 2
+    pinned = archive.log.public_key
+    shortened = _rewrite_history(archive, lambda events: events[:1])
+    codes = [f.code for f in audit_log(shortened, kept, pinned)]
+    assert "log_truncated" in codes and "index_outside_log" in codes
+    shortened.close()
+    (tmp_path / "log.key").unlink()  # a new key: the history signed again by someone else
+    resigned = _rewrite_history(Archive(LocalWormStore(tmp_path), tmp_path,
+                                        world.verifier(online=False)), lambda events: events)
+    codes = [f.code for f in audit_log(resigned, kept, pinned)]
+    assert codes[0] == "log_key_changed"
+    forged = SignedTreeHead(kept[0].log_id, kept[0].size, kept[0].root_hash,
+                            kept[0].timestamp_ms + 1, kept[0].signature)  # an edited kept copy
+    assert "kept_head_signature" in {f.code for f in audit_log(resigned, [forged], pinned)}
+
+
+def test_cli_exports_tree_heads_and_audits_against_the_kept_copy(
+        world: World, two_sealed: list[bytes], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hsdt.archive.tlog import load_public_key, verify_tree_head
+    from hsdt.cli import app
+
+    root, pki = tmp_path / "kho", ["--pki", str(world.pki.workdir)]
+    _fresh(world, root, two_sealed[:1]).close()
+    kept, key = tmp_path / "so" / "heads.jsonl", tmp_path / "so" / "log.pub.pem"
+    runner = CliRunner()
+    r = runner.invoke(app, ["audit", "heads", "--root", str(root), "--out", str(kept),
+                            "--key-out", str(key), *pki])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    heads = parse_tree_heads(kept.read_text())
+    assert [h.size for h in heads] == [1]
+    assert all(verify_tree_head(h, load_public_key(key.read_bytes(), "key")) for h in heads)
+    assert f"Đã xuất 1 đầu cây → {kept}" in said and "kích thước 1" in said
+    assert f"--heads {kept} --log-key {key}" in said  # the next audit, spelled out
+    archive = _fresh(world, root, two_sealed[1:])
+    archive.close()
+    audit = ["audit", "log", "--root", str(root), "--heads", str(kept), "--log-key", str(key), *pki]
+    r = runner.invoke(app, audit)
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert "Kho sạch" in said and "Nhật ký nối tiếp đủ 1 đầu cây lưu giữ riêng" in said
+    assert "ký bằng khoá đã ghim" in said
+    reopened = Archive(LocalWormStore(root), root, world.verifier(online=False))
+    _rewrite_history(reopened, lambda events: [events[1], events[0]]).close()  # reordered
+    r = runner.invoke(app, audit)
+    said = " ".join(r.output.split())
+    assert r.exit_code == 1 and "(log_rewritten)" in said and "kích thước 1" in said
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"size": 1}\n')
+    r = runner.invoke(app, ["audit", "log", "--root", str(root), "--heads", str(bad), *pki])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and f"Tệp đầu cây lưu giữ {bad} không đọc được" in said
+    r = runner.invoke(app, ["audit", "log", "--root", str(root), "--log-key", str(kept), *pki])
+    assert r.exit_code == 2 and "không phải khoá công khai PEM" in " ".join(r.output.split())
 
 
 def test_object_added_outside_the_service(world: World, two_sealed: list[bytes],
@@ -270,7 +374,8 @@ def test_cli_archive_and_audit(world: World, two_sealed: list[bytes], tmp_path: 
 
 @pytest.mark.parametrize("command", [
     ["archive", "search"], ["archive", "get", "any-record", "--out", "{out}"], ["archive", "renew"],
-    ["audit", "log"], ["audit", "fixity"], ["verify", "--public", "--record-id", "any-record"],
+    ["audit", "log"], ["audit", "fixity"], ["audit", "heads", "--out", "{out}/heads.jsonl"],
+    ["verify", "--public", "--record-id", "any-record"],
     ["transfer", "issue", "--student", "0102", "--out", "{out}/p.zip"],
 ], ids=lambda c: " ".join(c[:2]))
 def test_commands_that_read_refuse_a_directory_without_an_archive(

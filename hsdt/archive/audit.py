@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from hsdt.archive.index import ArchiveEntry
 from hsdt.archive.ingest import Archive
 from hsdt.archive.store import LocalWormStore
+from hsdt.archive.tlog import SignedTreeHead, verify_consistency, verify_tree_head
 from hsdt.domain.errors import ArchiveError
+from hsdt.signing.report_text import local_time
 
 _BATCH = 64
 # Objects a fixity sweep reads at once (S3 clients are thread-safe; the local store only reads).
@@ -39,15 +43,21 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def audit_log(archive: Archive) -> list[Finding]:
-    """Every disagreement between log, index and store; an empty list means all clean."""
+def audit_log(archive: Archive, kept: Sequence[SignedTreeHead] = (),
+              pinned_key: Ed25519PublicKey | None = None) -> list[Finding]:
+    """Every disagreement between log, index and store; an empty list means all clean.
+
+    ``kept``: tree heads exported earlier and kept outside the archive (see
+    :func:`kept_head_findings`); ``pinned_key``: the log key their keeper pinned.
+    """
     out: list[Finding] = []
     log, index = archive.log, archive.index
     bad = log.verify_integrity()  # a full re-hash: done once per audit
     if bad is not None:
         out.append(Finding("log_corrupt", f"Nhật ký minh bạch bị sửa hoặc hỏng từ mục #{bad}.",
                            log_index=bad))
-    out += _tree_head_findings(archive, log_intact=bad is None)
+    out += kept_head_findings(archive, kept, pinned_key)
+    out += _tree_head_findings(archive, log_intact=bad is None and not out)
     logged: dict[str, int] = {}
     logged_keys: set[tuple[str, str]] = set()
     for i in range(log.size):
@@ -96,6 +106,44 @@ def _object_findings(archive: Archive, key: str, version: str, digest: str, i: i
         text = ("đã mất khỏi kho" if code == "object_missing" else "đã bị thay đổi (SHA-256 khác)")
         return [Finding(code, f"Đối tượng «{key}» (nhật ký #{i}) {text}.", key, i)]
     return []
+
+
+def kept_head_findings(archive: Archive, kept: Sequence[SignedTreeHead],
+                       pinned_key: Ed25519PublicKey | None = None) -> list[Finding]:
+    """Today's log against tree heads kept outside the archive (by a Sở, an auditor).
+
+    The archive's own tree heads, and the last head an audit saw, sit beside the log: whoever
+    can rewrite the log can rewrite them too, and sign them again with the log key kept on
+    the same server. A copy kept elsewhere is out of their reach. Each head in it must still
+    describe a prefix of today's log — an RFC 9162 consistency proof from its size to
+    today's, as an auditor without the log would check it — and, when its keeper pinned
+    the log's public key, be signed by that key, which must still be the log's.
+    """
+    log = archive.log
+    out: list[Finding] = []
+    current = log.public_key
+    if pinned_key is not None and current is not None and \
+            current.public_bytes_raw() != pinned_key.public_bytes_raw():
+        out.append(Finding("log_key_changed", "Khoá ký đầu cây của nhật ký không còn là khoá đã "
+                           "ghim: nhật ký có thể đã được ký lại bằng khoá khác."))
+    size, root = log.size, log.root()
+    for h in kept:
+        when = local_time(h.timestamp.isoformat())
+        what = f"Đầu cây lưu giữ riêng ở kích thước {h.size} (ký lúc {when})"
+        if h.log_id != log.log_id:
+            out.append(Finding("kept_head_foreign", f"{what} thuộc nhật ký «{h.log_id}», "
+                               f"không phải «{log.log_id}» của kho này."))
+        elif pinned_key is not None and not verify_tree_head(h, pinned_key):
+            out.append(Finding("kept_head_signature", f"{what} không có chữ ký hợp lệ của khoá đã "
+                               "ghim: tệp đầu cây lưu giữ đã bị sửa hoặc lẫn.", log_index=h.size))
+        elif h.size > size:
+            out.append(Finding("log_truncated", f"{what}: nhật ký nay chỉ còn {size} mục — các "
+                               f"mục từ #{size} đã bị xoá.", log_index=size))
+        elif not verify_consistency(h.size, size, h.root_hash, root,
+                                    log.consistency_proof(h.size, size)):
+            out.append(Finding("log_rewritten", f"{what}: nhật ký hôm nay không nối tiếp đầu cây "
+                               "này — lịch sử trước đó đã bị viết lại.", log_index=h.size))
+    return out
 
 
 def _tree_head_findings(archive: Archive, *, log_intact: bool) -> list[Finding]:

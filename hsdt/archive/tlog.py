@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -56,6 +57,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from hsdt.archive._merkle import (
@@ -224,6 +226,29 @@ def verify_tree_head(sth: SignedTreeHead, public_key: Ed25519PublicKey) -> bool:
     except InvalidSignature:
         return False
     return True
+
+
+def public_key_pem(public_key: Ed25519PublicKey) -> bytes:
+    """The log's public key as an auditor keeps it (SubjectPublicKeyInfo, PEM)."""
+    return public_key.public_bytes(serialization.Encoding.PEM,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def public_key_fingerprint(public_key: Ed25519PublicKey) -> str:
+    """SHA-256 of the raw key, hex: short enough to read out over the phone to a Sở."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def load_public_key(pem: bytes, source: str) -> Ed25519PublicKey:
+    """A pinned log key read back; anything but an Ed25519 public key is refused by name."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except ValueError:
+        raise TreeHeadError(f"{source} không phải khoá công khai PEM.") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise TreeHeadError(f"{source} không phải khoá Ed25519 của nhật ký.")
+    return key
 
 
 def parse_tree_heads(text: str) -> list[SignedTreeHead]:
