@@ -389,6 +389,16 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         answer = _public(record_id).to_json()
         return JSONResponse(answer, status_code=404 if answer["status"] == "not_found" else 200)
 
+    @app.get(f"{API}/public/log", tags=["Công khai"])
+    def public_log() -> dict[str, Any]:
+        with ctx.sessions() as session, ctx.archive_for(session, None) as archive:
+            return archive.published_log()
+
+    @app.get(f"{API}/public/log/consistency", tags=["Công khai"])
+    def public_log_consistency(old_size: Annotated[int, Query(ge=0, le=2**62)]) -> dict[str, Any]:
+        with ctx.sessions() as session, ctx.archive_for(session, None) as archive:
+            return archive.consistency(old_size)
+
     def _public(record_id: str) -> Any:
         with ctx.sessions() as session, ctx.archive_for(session, None) as archive:
             return archive.public(record_id=record_id)
@@ -444,6 +454,8 @@ SUMMARIES = {
     "verify_upload": "Xác minh một tệp PDF gửi lên",
     "public_page": "Trang xác minh công khai (mở từ mã QR)",
     "public_json": "Kết quả xác minh công khai (JSON)",
+    "public_log": "Nhật ký minh bạch: khoá công khai và các đầu cây đã ký (để lưu giữ riêng)",
+    "public_log_consistency": "Chứng minh nhất quán từ một đầu cây đã lưu giữ đến nhật ký hôm nay",
     "health": "Kiểm tra dịch vụ đang chạy",
     "bind_certificate": "Đăng ký chứng thư số cho một tài khoản (quản trị viên đơn vị)",
     "withdraw_certificate": "Thu hồi chứng thư số đã đăng ký, nêu lý do",

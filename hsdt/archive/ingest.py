@@ -41,7 +41,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hsdt.archive.index import ArchiveEntry, ArchiveIndex
 from hsdt.archive.public import PublicAnswer, public_answer
 from hsdt.archive.store import ObjectStore, StoredObject
-from hsdt.archive.tlog import TransparencyLog
+from hsdt.archive.tlog import (
+    LogRangeError,
+    TransparencyLog,
+    public_key_fingerprint,
+    public_key_pem,
+)
 from hsdt.archive.verify_pool import VerifyPool
 from hsdt.domain.canonical import canonical_json, sha256_hex
 from hsdt.domain.errors import ArchiveError, HsdtError
@@ -498,6 +503,30 @@ class Archive:
             return public_answer(None, superseded_by=None, found=False, matches_archive=None)
         return public_answer(self.verifier.verify(self.get(entry)),
                              superseded_by=entry.superseded_by, found=True, matches_archive=None)
+
+    def published_log(self) -> dict[str, Any]:
+        """What anyone may fetch to keep their own copy of the log's history (as ``hsdt audit
+        heads`` exports it): the log's public key, a head signed at today's size and every
+        head kept so far. Tree heads say nothing about any record; they only pin the log."""
+        sth = self.log.signed_tree_head()
+        key = self.log.public_key
+        if key is None:  # pragma: no cover - an archive always opens its log with its key
+            raise ArchiveError("Nhật ký không có khoá ký đầu cây.", code="tlog_no_key")
+        return {"log_id": self.log.log_id, "tree_head": sth.to_dict(),
+                "public_key_pem": public_key_pem(key).decode("ascii"),
+                "public_key_sha256": public_key_fingerprint(key),
+                "heads": [h.to_dict() for h in self.log.tree_heads()]}
+
+    def consistency(self, old_size: int) -> dict[str, Any]:
+        """RFC 9162 proof that the log, at a head signed now, extends the log of ``old_size``
+        entries: how a keeper of an old head checks today's without reading the log."""
+        sth = self.log.signed_tree_head()
+        if old_size > sth.size:
+            raise LogRangeError(f"Nhật ký hiện có {sth.size} mục, ít hơn {old_size}: đầu cây "
+                                "bạn giữ lớn hơn nhật ký hôm nay — nhật ký đã bị cắt bớt?")
+        proof = self.log.consistency_proof(old_size, sth.size)
+        return {"old_size": old_size, "new_size": sth.size, "proof": [p.hex() for p in proof],
+                "tree_head": sth.to_dict()}
 
     def inclusion(self, entry: ArchiveEntry) -> dict[str, Any]:
         """Evidence that the entry's event is in the log: proof against a signed tree head."""

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import httpx
 from sqlalchemy import select
 
 from hsdt.agent import ApiClient, open_token_key, run_agent
+from hsdt.archive.tlog import (
+    SignedTreeHead,
+    TransparencyLog,
+    load_public_key,
+    public_key_fingerprint,
+    verify_consistency,
+    verify_tree_head,
+)
 from hsdt.db.models import AuditEntry, SchoolClass
 from hsdt.domain.bundles import bundle_json
 
@@ -91,6 +100,35 @@ def test_class_from_bundle_to_archive(service: Service, tmp_path) -> None:  # ty
         assert re.search(r"<dt>Ngày ký cuối</dt><dd>\d{2}/\d{2}/\d{4}</dd>", page.text), page.text
         assert service.bundle.students[0].full_name not in page.text  # minimal disclosure
         assert anon.get("/v/hoc_ba_thcs.KHONG-CO").status_code == 404
+        _check_published_log(anon, n, service.root / "archive" / "log")
+
+
+def _check_published_log(anon: httpx.Client, records: int, log_dir: Path) -> None:
+    """A Sở keeps the log's heads without signing in, and later checks that today's log
+    extends the head it kept, from a consistency proof alone."""
+    published = anon.get("/api/v1/public/log")
+    assert published.status_code == 200, published.text
+    body = published.json()
+    key = load_public_key(body["public_key_pem"].encode(), "khoá")
+    assert body["public_key_sha256"] == public_key_fingerprint(key)
+    now = SignedTreeHead.from_dict(body["tree_head"])
+    heads = [SignedTreeHead.from_dict(h) for h in body["heads"]]
+    assert now.size == records and all(verify_tree_head(h, key) for h in [*heads, now])
+    # The class went in as one batch, so every kept head is at today's size; the root the Sở
+    # would have kept from a head when the log held 2 entries is read from the log itself.
+    with TransparencyLog.open(log_dir, read_only=True) as log:
+        kept_size, kept_root = 2, log.root(2)
+    r = anon.get("/api/v1/public/log/consistency", params={"old_size": kept_size})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    new = SignedTreeHead.from_dict(answer["tree_head"])
+    proof = [bytes.fromhex(p) for p in answer["proof"]]
+    assert answer["new_size"] == new.size == records and verify_tree_head(new, key)
+    assert proof and verify_consistency(kept_size, new.size, kept_root, new.root_hash, proof)
+    assert not verify_consistency(kept_size, new.size, bytes(32), new.root_hash, proof)
+    beyond = anon.get("/api/v1/public/log/consistency", params={"old_size": records + 1})
+    assert beyond.status_code == 400 and "cắt bớt" in beyond.json()["message"]
+    assert anon.get("/api/v1/public/log/consistency", params={"old_size": -1}).status_code == 422
 
 
 def test_signing_out_over_http_is_audited_with_the_address(service: Service) -> None:
