@@ -514,7 +514,7 @@ def audit_heads_cmd(root: RootOpt,
         archive = _open_archive(root, trust, pki, bindings)
         archive.log.signed_tree_head()  # a head at today's size, if there is none yet
         exported = archive.log.export_tree_heads()
-        newest = parse_tree_heads(exported)[-1]  # what the file ends with, as said below
+        heads = parse_tree_heads(exported)  # what the file holds, as said below
         public_key = archive.log.public_key
         if public_key is None:  # pragma: no cover - an archive always opens its log with its key
             raise ArchiveError("Nhật ký không có khoá ký đầu cây.", code="tlog_no_key")
@@ -525,9 +525,9 @@ def audit_heads_cmd(root: RootOpt,
         raise _fail(UnusableInput(f"Không ghi được tệp: {os_reason(exc)}.")) from None
     except HsdtError as exc:
         raise _fail(exc) from None
-    count = len(exported.splitlines())
+    newest = heads[-1]
     console.print(
-        f"Đã xuất {count} đầu cây → {out}\n"
+        f"Đã xuất {len(heads)} đầu cây → {out}\n"
         f"Mới nhất: kích thước {newest.size}, ký lúc {local_time(newest.timestamp.isoformat())}, "
         f"gốc {newest.root_hash.hex()}\n"
         f"Khoá công khai của nhật ký (Ed25519), SHA-256: {public_key_fingerprint(public_key)}"

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hsdt.archive.index import ArchiveEntry
 from hsdt.archive.ingest import Archive
 from hsdt.archive.store import LocalWormStore
-from hsdt.archive.tlog import SignedTreeHead, verify_consistency, verify_tree_head
+from hsdt.archive.tlog import SignedTreeHead, verify_tree_head
 from hsdt.domain.errors import ArchiveError
 from hsdt.signing.report_text import local_time
 
@@ -115,9 +115,10 @@ def kept_head_findings(archive: Archive, kept: Sequence[SignedTreeHead],
     The archive's own tree heads, and the last head an audit saw, sit beside the log: whoever
     can rewrite the log can rewrite them too, and sign them again with the log key kept on
     the same server. A copy kept elsewhere is out of their reach. Each head in it must still
-    describe a prefix of today's log — an RFC 9162 consistency proof from its size to
-    today's, as an auditor without the log would check it — and, when its keeper pinned
-    the log's public key, be signed by that key, which must still be the log's.
+    describe a prefix of today's log (the log is here, so its root at the head's size is
+    compared directly; an auditor without it asks for a consistency proof instead) and,
+    when its keeper pinned the log's public key, be signed by that key, which must still be
+    the log's.
     """
     log = archive.log
     out: list[Finding] = []
@@ -126,7 +127,7 @@ def kept_head_findings(archive: Archive, kept: Sequence[SignedTreeHead],
             current.public_bytes_raw() != pinned_key.public_bytes_raw():
         out.append(Finding("log_key_changed", "Khoá ký đầu cây của nhật ký không còn là khoá đã "
                            "ghim: nhật ký có thể đã được ký lại bằng khoá khác."))
-    size, root = log.size, log.root()
+    size = log.size
     for h in kept:
         when = local_time(h.timestamp.isoformat())
         what = f"Đầu cây lưu giữ riêng ở kích thước {h.size} (ký lúc {when})"
@@ -136,14 +137,22 @@ def kept_head_findings(archive: Archive, kept: Sequence[SignedTreeHead],
         elif pinned_key is not None and not verify_tree_head(h, pinned_key):
             out.append(Finding("kept_head_signature", f"{what} không có chữ ký hợp lệ của khoá đã "
                                "ghim: tệp đầu cây lưu giữ đã bị sửa hoặc lẫn.", log_index=h.size))
-        elif h.size > size:
-            out.append(Finding("log_truncated", f"{what}: nhật ký nay chỉ còn {size} mục — các "
+        elif (departure := _departure(archive, h.size, h.root_hash)) == "log_truncated":
+            out.append(Finding(departure, f"{what}: nhật ký nay chỉ còn {size} mục — các "
                                f"mục từ #{size} đã bị xoá.", log_index=size))
-        elif not verify_consistency(h.size, size, h.root_hash, root,
-                                    log.consistency_proof(h.size, size)):
-            out.append(Finding("log_rewritten", f"{what}: nhật ký hôm nay không nối tiếp đầu cây "
+        elif departure == "log_rewritten":
+            out.append(Finding(departure, f"{what}: nhật ký hôm nay không nối tiếp đầu cây "
                                "này — lịch sử trước đó đã bị viết lại.", log_index=h.size))
     return out
+
+
+def _departure(archive: Archive, size: int, root: bytes) -> str | None:
+    """How today's log departs from a tree head of ``size`` entries and ``root`` that someone
+    saw: ``log_truncated`` (it is shorter now), ``log_rewritten`` (its first ``size``
+    entries hash otherwise), or ``None`` (it still extends that head)."""
+    if archive.log.size < size:
+        return "log_truncated"
+    return "log_rewritten" if archive.log.root(size) != root else None
 
 
 def _tree_head_findings(archive: Archive, *, log_intact: bool) -> list[Finding]:
@@ -152,12 +161,13 @@ def _tree_head_findings(archive: Archive, *, log_intact: bool) -> list[Finding]:
     out: list[Finding] = []
     if last:
         seen = json.loads(last)
-        size, root = int(seen["size"]), seen["root"]
-        if archive.log.size < size:
-            out.append(Finding("log_truncated", f"Nhật ký đã bị cắt: trước có {size} mục, nay còn "
+        size = int(seen["size"])
+        departure = _departure(archive, size, bytes.fromhex(seen["root"]))
+        if departure == "log_truncated":
+            out.append(Finding(departure, f"Nhật ký đã bị cắt: trước có {size} mục, nay còn "
                                f"{archive.log.size}."))
-        elif archive.log.root(size).hex() != root:
-            out.append(Finding("log_rewritten", f"Nhật ký đã bị viết lại: gốc cây ở kích thước {size} "
+        elif departure == "log_rewritten":
+            out.append(Finding(departure, f"Nhật ký đã bị viết lại: gốc cây ở kích thước {size} "
                                "khác bản đã kiểm toán."))
     if not out and log_intact:
         archive.index.set_state("audited_tree_head", json.dumps(

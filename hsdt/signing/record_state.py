@@ -71,13 +71,12 @@ class RecordState:
         soon as the verification's frames do. The state is unusable afterwards.
         """
         reader = self.reader
-        holders: list[object] = [*self.__dict__.get("_all_signatures", ()),
+        # The signatures are the reader's own list (``_all_signatures`` copies it).
+        holders: list[object] = [*(getattr(reader, "_embedded_signatures", None) or ()),
                                  *getattr(reader, "_historical_resolver_cache", {}).values(),
-                                 *(getattr(reader, "_embedded_signatures", None) or ()),
                                  reader.xrefs, reader]
         for holder in holders:
             vars(holder).clear()
-        self.__dict__.pop("_all_signatures", None)
 
 
 def read_record(pdf: bytes) -> RecordState:
