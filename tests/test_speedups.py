@@ -6,6 +6,7 @@ import io
 from functools import partial
 from typing import Any
 
+import pikepdf
 import pytest
 from asn1crypto import x509
 from conftest import World
@@ -347,3 +348,60 @@ def test_verification_reports_are_the_same_without_the_speedups(
     monkeypatch.setattr(generic_cms, "validate_cert_usage", counted)
     monkeypatch.setattr(parsed, "load", lambda kind, der: kind.load(der))
     assert _report(world, pdf) == ours
+
+
+_XMP = (b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>'
+        b'<?xpacket end="w"?>')
+_PACKETS = {
+    "xmp": _XMP,
+    "not_xml": b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><unclosed></x:xmpmeta>",
+    "entity": b'<!DOCTYPE x [<!ENTITY e "grade 10">]><x:xmpmeta xmlns:x="adobe:ns:meta/">&e;</x:xmpmeta>',
+    "not_xmp": b"<html><body>10</body></html>",
+    "not_a_stream": b"",
+}
+
+
+def _metadata_ref(packet: str) -> generic.Reference:
+    """The /Metadata reference of a one-page PDF's first revision, as the rule is given it."""
+    pdf = pikepdf.new()
+    pdf.add_blank_page()
+    if packet == "not_a_stream":
+        pdf.Root.Metadata = pdf.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.Metadata))
+    else:
+        pdf.Root.Metadata = pdf.make_stream(_PACKETS[packet], Type=pikepdf.Name.Metadata,
+                                            Subtype=pikepdf.Name.XML)
+    out = io.BytesIO()
+    pdf.save(out, fix_metadata_version=False)  # the packet as written, not rewritten
+    reader = PdfFileReader(io.BytesIO(out.getvalue()), strict=False)
+    return reader.get_historical_resolver(0).root.get_value_as_reference("/Metadata")
+
+
+def _xmp_outcome(check: Any, ref: generic.Reference) -> str | None:
+    try:
+        check(ref)
+    except Exception as exc:  # what is raised is what is compared
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@pytest.mark.parametrize("packet", list(_PACKETS))
+def test_xmp_check_is_the_original_and_a_passed_packet_is_not_parsed_again(
+        packet: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = _xmp_outcome(_speedups._original_well_formed_xml, _metadata_ref(packet))
+    assert (expected is None) == (packet == "xmp")
+    parsed_by_lxml: list[generic.Reference] = []
+    original = _speedups._original_well_formed_xml
+
+    def counted(ref: generic.Reference) -> None:
+        parsed_by_lxml.append(ref)
+        original(ref)
+
+    monkeypatch.setattr(_speedups, "_original_well_formed_xml", counted)
+    ref = _metadata_ref(packet)
+    assert [_xmp_outcome(_speedups.is_well_formed_xml, ref) for _ in range(3)] == [expected] * 3
+    # Passed once, remembered for the file; anything else goes to pyHanko every time.
+    assert len(parsed_by_lxml) == (1 if expected is None else 3)
+    assert _xmp_outcome(_speedups.is_well_formed_xml, _metadata_ref(packet)) == expected
+    assert len(parsed_by_lxml) == (2 if expected is None else 4)  # another file: checked again

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from hsdt.cli import app
 from hsdt.signing import testpki
+from hsdt.signing.verification import VerificationReport
 
 
 def _cli_verify(world: World, pdf: bytes, tmp_path: Path, *extra: str) -> tuple[int, str]:
@@ -207,3 +208,19 @@ def test_a_file_that_cannot_be_read_is_named_in_vietnamese(world: World, tmp_pat
     said = " ".join(r.output.split())
     assert r.exit_code == 2, r.output
     assert f"Không đọc được tệp {path}: {reason}." in said
+
+
+def test_a_verification_never_writes_its_report_out_as_text(
+        world: World, sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``asyncio.run``'s Ctrl-C handler made Python's ``signal`` module format the finished
+    task, whole report included (~100 KB of text, twice per record, 1 ms); the verifier's
+    own loop runner does not install one."""
+    formatted: list[int] = []  # counted: Python's reprlib would swallow an exception
+
+    def counted(self: VerificationReport) -> str:
+        formatted.append(1)
+        return "VerificationReport(...)"
+
+    monkeypatch.setattr(VerificationReport, "__repr__", counted)
+    report = world.verifier(online=False).verify(sealed)
+    assert report.valid and formatted == []

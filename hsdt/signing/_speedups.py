@@ -13,14 +13,16 @@ object stream's header once per stream (:func:`get_object_from_stream`).
 2. A cache for asn1crypto's name string preparation (see :func:`_cached_prep`), and,
 within one verification, for the comparison of distinguished names
 (:func:`name_comparisons_remembered`).
-3. Three for pyHanko's modification analysis, which was most of a sealed record's
+3. Four for pyHanko's modification analysis, which was most of a sealed record's
 verification: each revision's objects are parsed once instead of once per revision that
 looks at them (:func:`get_object`), the revisions that wrote an object are looked up
 once (:func:`_remembered`), and the map of paths to every object of a revision is
 built from the parsed objects instead of from a per-revision copy of each, and carried
 over from the revision before where that revision's writes allow
 (:func:`load_reverse_xref_cache`); each revision view's copies of objects and its walk for
-their dependencies skip the per-node overhead (:mod:`hsdt.signing._revision_views`).
+their dependencies skip the per-node overhead (:mod:`hsdt.signing._revision_views`); an
+XMP packet that passed the metadata rule's XML check is not parsed again for the next pair
+of revisions (:func:`is_well_formed_xml`).
 4. Within one verification, the result of validating the same certificate for the same
 use with the same validation context (:func:`remember_validations`): the TSA's
 certificate is otherwise validated again, revocation evidence and all, for each of the
@@ -53,6 +55,7 @@ from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.misc import PdfStreamError
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
 from pyhanko.pdf_utils.xref import XRefCache
+from pyhanko.sign.diff_analysis.rules.metadata_rules import MetadataUpdateRule
 from pyhanko.sign.general import SignedDataCerts
 from pyhanko.sign.validation import generic_cms
 from pyhanko.sign.validation.settings import KeyUsageConstraints
@@ -679,6 +682,37 @@ def load_reverse_xref_cache(self: HistoricalResolver) -> None:
         value = enter = contents = renewed = None  # type: ignore[assignment]
 
 
+_original_well_formed_xml = MetadataUpdateRule.is_well_formed_xml
+_WELL_FORMED_XMP = "_hsdt_well_formed_xmp"
+
+
+def is_well_formed_xml(metadata_ref: generic.Reference) -> None:
+    """pyHanko's ``MetadataUpdateRule.is_well_formed_xml`` (the XMP stream is a stream of
+    well-formed XML, without entities, rooted at x:xmpmeta), its success remembered per file
+    by the stream's decoded bytes.
+
+    The rule checks the old and the new revision's metadata for every pair of revisions,
+    and a record's signatures leave its XMP as the renderer wrote it: the same packet was
+    parsed by lxml some thirty times per verification. The check reads nothing but those
+    bytes, so the same bytes pass again; anything that does not pass (or cannot be read)
+    goes to the original every time, and fails as it does.
+    """
+    stream = metadata_ref.get_object()
+    reader = getattr(metadata_ref.pdf, "reader", None)
+    if not isinstance(stream, generic.StreamObject) or not isinstance(reader, PdfFileReader):
+        _original_well_formed_xml(metadata_ref)
+        return
+    try:
+        data = stream.read_data(DecodePurpose.XMP_METADATA)
+    except Exception:  # the original reads it again and says why
+        _original_well_formed_xml(metadata_ref)
+        return
+    passed: set[bytes] = reader.__dict__.setdefault(_WELL_FORMED_XMP, set())
+    if data not in passed:
+        _original_well_formed_xml(metadata_ref)  # raises SuspiciousModification if not
+        passed.add(data)
+
+
 # -- 4. certificate validation within one verification ------------------------------------------
 
 _original_validate_cert_usage = generic_cms.validate_cert_usage
@@ -777,6 +811,8 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (generic_cms, "validate_cert_usage", validate_cert_usage, _original_validate_cert_usage),
     (generic_cms, "extract_certificate_info", extract_certificate_info,
      _original_certificate_info),
+    (MetadataUpdateRule, "is_well_formed_xml", staticmethod(is_well_formed_xml),
+     staticmethod(_original_well_formed_xml)),
 ]
 """Every speed-up, in one table: :func:`install` puts ours in, and the tests put the
 originals back to compare."""

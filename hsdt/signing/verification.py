@@ -12,7 +12,7 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -412,6 +412,35 @@ def _load(kind: type[_P], purpose: DecodePurpose, refs: Iterable[Any]) -> tuple[
     return tuple(parsed.load(kind, ref.get_object().read_data(purpose)) for ref in refs)
 
 
+_T = TypeVar("_T")
+
+
+def _run(coro: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run`` without its Ctrl-C handler.
+
+    ``asyncio.run`` installs a SIGINT handler that names the running task, and takes it
+    out again when the task is done; Python's ``signal`` module then fails to read that
+    handler as one of its constants and formats it for the error it discards, the task's
+    result included: a whole verification report written out as text (some 100 KB), twice
+    per record. Here the loop is run and shut down as ``asyncio.run`` does, and Ctrl-C
+    simply raises KeyboardInterrupt from wherever the verification is.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            left = asyncio.all_tasks(loop)
+            if left:  # none, unless the verification failed midway
+                for task in left:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+
 @dataclass
 class Verifier:
     """Verifies records against trust anchors and the certificate bindings.
@@ -429,7 +458,7 @@ class Verifier:
         state = read_record(pdf)
         with _speedups.name_comparisons_remembered():  # for this verification only
             try:
-                return asyncio.run(self._verify(state, pdf))
+                return _run(self._verify(state, pdf))
             except PdfReadError as exc:
                 # Objects are parsed when first read: a damaged one surfaces only here.
                 raise UnusableInput(f"Không đọc được tệp PDF (cấu trúc hỏng): {exc}") from exc
