@@ -56,7 +56,7 @@ from pyhanko.pdf_utils.misc import PdfStreamError
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
 from pyhanko.pdf_utils.xref import XRefCache
 from pyhanko.sign.diff_analysis.rules.metadata_rules import MetadataUpdateRule
-from pyhanko.sign.general import SignedDataCerts
+from pyhanko.sign.general import SignedDataCerts, _partition_certs, extract_signer_info
 from pyhanko.sign.validation import generic_cms
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko_certvalidator import PKIXValidationParams, ValidationContext
@@ -776,13 +776,22 @@ def extract_certificate_info(signed_data: cms.SignedData) -> SignedDataCerts:
     the same few certificates, parsed afresh from each CMS, so that path building and
     revocation matching computed their names' hashes and key identifiers again for every
     signature of every record. The shared object has the same encoding, hence the same
-    value; the signer is identified by pyHanko as before.
+    value. pyHanko's own code below, but for that substitution, which comes before the
+    signer is looked for: the search compares each certificate's issuer and serial number,
+    already parsed in a shared object and parsed afresh in a new one.
     """
-    info = _original_certificate_info(signed_data)
-    return SignedDataCerts(
-        signer_cert=parsed.load(x509.Certificate, info.signer_cert.dump()),
-        other_certs=[parsed.load(x509.Certificate, c.dump()) for c in info.other_certs],
-        attribute_certs=info.attribute_certs)
+    certs = []
+    attr_certs = []
+    for c in signed_data["certificates"]:
+        cert = c.chosen.untag()
+        if c.name == "certificate":
+            certs.append(parsed.load(x509.Certificate, cert.dump()))
+        elif c.name == "v2_attr_cert":
+            attr_certs.append(cert)
+    signer_info = extract_signer_info(signed_data)
+    signer_cert, other_certs = _partition_certs(certs, signer_info)
+    return SignedDataCerts(signer_cert=signer_cert, other_certs=other_certs,
+                           attribute_certs=attr_certs)
 
 
 PATCHES: list[tuple[Any, str, Any, Any]] = [
