@@ -301,7 +301,7 @@ def test_a_verification_process_killed_mid_batch_loses_nothing(
     pooled = Archive(LocalWormStore(tmp_path), tmp_path, world.verifier(online=False),
                      verify_processes=2)
     try:
-        victim = pooled._pool.pids()[0] if pooled._pool else 0
+        victim = pooled.verification_pids()[0]
 
         def kill_soon() -> None:
             time.sleep(0.3)  # a batch of eight takes a second or more to verify
@@ -317,7 +317,7 @@ def test_a_verification_process_killed_mid_batch_loses_nothing(
         assert audit_log(pooled) == []  # what went in is whole; the rest left no trace
         assert {e.sha256 for e in pooled.entries()} == {o.sha256 for o in out if o.ok}
         again = pooled.ingest_many(renewals)  # a new pool; the stored ones are found, not redone
-        assert all(o.ok for o in again) and victim not in (pooled._pool.pids() if pooled._pool else [])
+        assert all(o.ok for o in again) and victim not in pooled.verification_pids()
         assert sorted(e.sha256 for e in pooled.entries()) == sorted(sha256_hex(p) for p in renewals)
         assert sorted(e.revision for e in pooled.entries()) == list(range(1, 9))  # each once
         assert audit_log(pooled) == []

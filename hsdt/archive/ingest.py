@@ -191,6 +191,10 @@ class Archive:
                                         or load_or_create_log_key(root / "log.key"))
         self.recover()
 
+    def verification_pids(self) -> list[int]:
+        """The ids of the processes verifying batches (none without a pool): to watch them."""
+        return self._pool.pids() if self._pool is not None else []
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
