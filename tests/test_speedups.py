@@ -8,7 +8,7 @@ from typing import Any
 
 import pikepdf
 import pytest
-from asn1crypto import x509
+from asn1crypto import cms, x509
 from conftest import World
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.generic import pdf_name
@@ -405,3 +405,36 @@ def test_xmp_check_is_the_original_and_a_passed_packet_is_not_parsed_again(
     assert len(parsed_by_lxml) == (1 if expected is None else 3)
     assert _xmp_outcome(_speedups.is_well_formed_xml, _metadata_ref(packet)) == expected
     assert len(parsed_by_lxml) == (2 if expected is None else 4)  # another file: checked again
+
+
+def _cms_of(sealed: bytes) -> list[cms.SignedData]:
+    """Every SignedData of a sealed record: each signature, its timestamp token, and each
+    archive timestamp."""
+    reader = PdfFileReader(io.BytesIO(sealed), strict=False)
+    found: list[cms.SignedData] = []
+    for sig in reader.embedded_signatures:
+        found.append(sig.signed_data)
+        token = sig.signer_info["unsigned_attrs"]
+        for attr in (token if token.native else []):
+            if attr["type"].native == "signature_time_stamp_token":
+                found += [t["content"] for t in attr["values"]]
+    return found
+
+
+def test_certificates_of_a_cms_are_pyhankos_as_shared_objects(sealed: bytes) -> None:
+    every = _cms_of(sealed)
+    assert len(every) > 20  # signatures, their timestamps, the archive timestamps
+    for signed_data in every:
+        ours = _speedups.extract_certificate_info(signed_data)
+        theirs = _speedups._original_certificate_info(signed_data)
+        assert ours.signer_cert.dump() == theirs.signer_cert.dump()
+        assert [c.dump() for c in ours.other_certs] == [c.dump() for c in theirs.other_certs]
+        assert ours.attribute_certs == theirs.attribute_certs
+        assert ours.signer_cert is parsed.load(x509.Certificate, theirs.signer_cert.dump())
+    # A CMS without its signer's certificate is refused the same way.
+    stripped = every[0].copy()
+    signer_der = _speedups._original_certificate_info(stripped).signer_cert.dump()
+    stripped["certificates"] = [c for c in stripped["certificates"] if c.chosen.dump() != signer_der]
+    assert _outcome(lambda: _speedups.extract_certificate_info(stripped)) \
+        == _outcome(lambda: _speedups._original_certificate_info(stripped))
+    assert _outcome(lambda: _speedups.extract_certificate_info(stripped))[0] == "error"
