@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -43,14 +43,11 @@ class CpuMeter:
     """CPU seconds of groups of processes between :meth:`start` and :meth:`stop`."""
 
     groups: dict[str, list[int]]
-    _before: dict[int, float] | None = None
-    spent: dict[str, float] | None = None
+    _before: dict[int, float] = field(default_factory=dict)
 
     def start(self) -> None:
         self._before = {pid: process_seconds(pid) for pids in self.groups.values() for pid in pids}
 
     def stop(self) -> dict[str, float]:
-        assert self._before is not None, "start() first"
-        self.spent = {name: sum(process_seconds(pid) - self._before[pid] for pid in pids)
-                      for name, pids in self.groups.items()}
-        return self.spent
+        return {name: sum(process_seconds(pid) - self._before[pid] for pid in pids)
+                for name, pids in self.groups.items()}

@@ -17,6 +17,8 @@ from pyhanko.pdf_utils.misc import PdfReadError, PdfStreamError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import generic_cms
 from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.errors import OCSPValidationError
+from pyhanko_certvalidator.revinfo import validate_ocsp
 from test_diff_analysis import _page_content_changed, _write
 
 from hsdt.signing import _speedups, parsed
@@ -438,3 +440,38 @@ def test_certificates_of_a_cms_are_pyhankos_as_shared_objects(sealed: bytes) -> 
     assert _outcome(lambda: _speedups.extract_certificate_info(stripped)) \
         == _outcome(lambda: _speedups._original_certificate_info(stripped))
     assert _outcome(lambda: _speedups.extract_certificate_info(stripped))[0] == "error"
+
+
+def test_an_ocsp_responder_is_checked_once_per_context_and_a_refusal_every_time(
+        world: World, sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[int] = []  # every request for the check
+    checked: list[int] = []  # the ones pyHanko-certvalidator answered
+    original = _speedups._original_ocsp_provenance
+
+    async def counted(responder: x509.Certificate, issuer: Any, vc: ValidationContext,
+                      *rest: Any) -> None:
+        checked.append(id(vc))
+        await original(responder, issuer, vc, *rest)
+
+    async def asking(**kwargs: Any) -> None:  # pyHanko-certvalidator names every argument
+        asked.append(1)
+        await _speedups.validate_delegated_ocsp_provenance(**kwargs)
+
+    monkeypatch.setattr(_speedups, "_original_ocsp_provenance", counted)
+    monkeypatch.setattr(validate_ocsp, "_validate_delegated_ocsp_provenance", asking)
+    assert world.verifier(online=False).verify(sealed).valid
+    assert len(asked) >= 10 and len(checked) == len(set(checked)) < len(asked)  # once per context
+
+    async def refusing(*args: Any, **kwargs: Any) -> None:
+        checked.append(0)
+        raise OCSPValidationError("the responder may not answer for this CA (test)")
+
+    asked.clear()
+    checked.clear()
+    monkeypatch.setattr(_speedups, "_original_ocsp_provenance", refusing)
+    refused = _report(world, sealed)
+    assert len(checked) == len(asked) > 1  # a refusal is not remembered
+    # The same report as with every request refused by pyHanko-certvalidator itself (the
+    # signers' CRLs still speak for them: revocation is checked by OCSP or CRL).
+    monkeypatch.setattr(validate_ocsp, "_validate_delegated_ocsp_provenance", refusing)
+    assert _report(world, sealed) == refused

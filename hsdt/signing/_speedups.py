@@ -26,7 +26,9 @@ of revisions (:func:`is_well_formed_xml`).
 4. Within one verification, the result of validating the same certificate for the same
 use with the same validation context (:func:`remember_validations`): the TSA's
 certificate is otherwise validated again, revocation evidence and all, for each of the
-sixteen timestamps of a sealed record.
+sixteen timestamps of a sealed record; and that the same delegated OCSP responder may
+answer for the same CA (:func:`validate_delegated_ocsp_provenance`), checked otherwise
+for each signer's response.
 5. The certificates a signature carries, as the thread's shared object for each encoding
 (:func:`extract_certificate_info`, :mod:`hsdt.signing.parsed`).
 
@@ -60,8 +62,11 @@ from pyhanko.sign.general import SignedDataCerts, _partition_certs, extract_sign
 from pyhanko.sign.validation import generic_cms
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko_certvalidator import PKIXValidationParams, ValidationContext
+from pyhanko_certvalidator._state import ValProcState
+from pyhanko_certvalidator.authority import Authority
 from pyhanko_certvalidator.path import ValidationPath
 from pyhanko_certvalidator.registry import LazyPathIterator
+from pyhanko_certvalidator.revinfo import validate_ocsp
 from pyhanko_certvalidator.util import CancelableAsyncIterator
 
 from hsdt.signing import _fastparse, _revision_views, parsed
@@ -762,6 +767,42 @@ async def validate_cert_usage(cert: x509.Certificate, validation_context: Valida
     return found
 
 
+_original_ocsp_provenance = validate_ocsp._validate_delegated_ocsp_provenance
+
+
+async def validate_delegated_ocsp_provenance(
+        responder_cert: x509.Certificate, issuer: Authority, validation_context: ValidationContext,
+        ee_path: ValidationPath, proc_state: ValProcState) -> None:
+    """pyHanko-certvalidator's check that a delegated OCSP responder may answer for
+    ``issuer``, its success remembered in a context prepared by :func:`remember_validations`
+    for a responder whose certificate says it needs no revocation check (id-pkix-ocsp-nocheck).
+
+    Each signer's OCSP response in a record comes from the same responder for the same CA,
+    and the check validates the responder's certificate afresh for each: a new validation
+    context, then a path of one certificate under ``issuer``, with no revocation check.
+    What that validation sees is the responder's certificate, the issuer's name and key,
+    and the context's time, algorithm policy and tolerance (fixed for the context). So a
+    second request with the same three is answered as the first — after the same
+    recursion guard, and with the same record of the responder's path in the context —
+    and anything else, or a check that failed, goes to the original every time.
+    """
+    memo: dict[tuple[Any, ...], Any] | None = validation_context.__dict__.get(_VALIDATIONS)
+    if (memo is None or responder_cert.ocsp_no_check_value is None
+            or proc_state.check_path_verif_recursion(responder_cert)):
+        await _original_ocsp_provenance(responder_cert, issuer, validation_context, ee_path,
+                                        proc_state)
+        return
+    key = ("ocsp_nocheck_responder", responder_cert.dump(), issuer.name.dump(),
+           issuer.public_key.dump())
+    if key not in memo:
+        await _original_ocsp_provenance(responder_cert, issuer, validation_context, ee_path,
+                                        proc_state)  # raises if the responder may not answer
+        memo[key] = True
+        return
+    chain = validate_ocsp._delegated_ocsp_response_path(responder_cert, issuer, ee_path)
+    validation_context.record_validation(responder_cert, chain)  # as the original does
+
+
 # -- 5. certificates carried in signatures, parsed once per encoding -------------------------
 
 _original_certificate_info = generic_cms.extract_certificate_info
@@ -820,6 +861,8 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (generic_cms, "validate_cert_usage", validate_cert_usage, _original_validate_cert_usage),
     (generic_cms, "extract_certificate_info", extract_certificate_info,
      _original_certificate_info),
+    (validate_ocsp, "_validate_delegated_ocsp_provenance", validate_delegated_ocsp_provenance,
+     _original_ocsp_provenance),
     (MetadataUpdateRule, "is_well_formed_xml", staticmethod(is_well_formed_xml),
      staticmethod(_original_well_formed_xml)),
 ]
