@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from conftest import World
 
+from hsdt.archive import verify_pool
 from hsdt.archive.audit import audit_log
 from hsdt.archive.ingest import Archive
 from hsdt.archive.store import LocalWormStore, StoredObject
@@ -250,11 +251,41 @@ def test_a_batch_verified_by_several_processes_gives_what_one_process_gives(
         # A process that has verified a record has frozen what it keeps (hsdt.heap).
         frozen = [pooled._pool._pool.submit(gc.get_freeze_count).result() for _ in range(4)]
         assert max(frozen) > 10_000, frozen
+        # No automatic collections in a verification process (it collects after each record).
+        assert [pooled._pool._pool.submit(gc.isenabled).result() for _ in range(4)] == [False] * 4
         entry, _ = pooled.ingest(other_sealed)  # a single record: verified here
         assert calls == [other_sealed] and entry == pooled.index.by_sha(sha256_hex(other_sealed))
     finally:
         pooled.close()
         serial.close()
+
+
+def test_a_verification_process_collects_after_each_record(
+        world: World, sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With automatic collections off, whatever cyclic garbage a record leaves is collected
+    when its verification ends, not left to pile up over the batch."""
+    monkeypatch.setattr(verify_pool, "_verifier", world.verifier(online=False))
+    monkeypatch.setattr(verify_pool, "_frozen", True)  # past its first record
+    original = Verifier.verify
+    cycles: list[int] = []
+
+    def leaving_a_cycle(self: Verifier, pdf: bytes) -> VerificationReport:
+        loop: list[object] = []
+        loop.append(loop)  # only a collection frees this
+        cycles.append(id(loop))
+        return original(self, pdf)
+
+    monkeypatch.setattr(Verifier, "verify", leaving_a_cycle)
+    enabled = gc.isenabled()
+    gc.disable()  # as in a verification process
+    try:
+        gc.collect()
+        report = verify_pool._verify(sealed, datetime.now(UTC))
+        left = gc.collect()
+    finally:
+        if enabled:
+            gc.enable()
+    assert report.valid and cycles and left == 0
 
 
 def test_a_damaged_file_in_a_pooled_batch_is_refused_with_its_reason(
