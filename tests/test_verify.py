@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pikepdf
 import pytest
@@ -20,7 +21,7 @@ from pyhanko.sign.timestamps import HTTPTimeStamper
 from typer.testing import CliRunner
 
 from hsdt.cli import app
-from hsdt.signing import testpki
+from hsdt.signing import testpki, verification
 from hsdt.signing.verification import VerificationReport
 
 
@@ -224,3 +225,32 @@ def test_a_verification_never_writes_its_report_out_as_text(
     monkeypatch.setattr(VerificationReport, "__repr__", counted)
     report = world.verifier(online=False).verify(sealed)
     assert report.valid and formatted == []
+
+
+def test_revocation_evidence_is_looked_up_once_per_certificate_and_issuer(
+        world: World, sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CA's and the TSA's certificates are on every path of a record: what the DSS says
+    about each is found once per context, and the report is the one made by looking it up
+    for every path."""
+    index = verification._RevocationIndex
+    original = index._about
+    looked: list[int] = []
+
+    def counted(self: Any, cert: Any, issuer: Any) -> Any:
+        looked.append(1)
+        return original(self, cert, issuer)
+
+    def every_time(self: Any, path: Any) -> tuple[Any, ...]:
+        self._refresh()
+        return tuple(e for cert, issuer in path.checked() for e in self._about(cert, issuer))
+
+    monkeypatch.setattr(index, "_about", counted)
+    remembered = world.verifier(online=False).verify(sealed).to_json()
+    once = len(looked)
+    looked.clear()
+    monkeypatch.setattr(index, "for_path", every_time)
+    looked_up_each_time = world.verifier(online=False).verify(sealed).to_json()
+    assert once < len(looked) / 2
+    remembered.pop("verified_at")
+    looked_up_each_time.pop("verified_at")
+    assert remembered == looked_up_each_time

@@ -784,16 +784,26 @@ class _RevocationIndex:
         # The response and CRL objects already looked at, held so that their ids stay
         # theirs: each is encoded and hashed once, not once per signature of the record.
         self._looked_at: dict[int, object] = {}
+        # What was found about a certificate under an issuer, by the two objects' ids (both
+        # held): the CA's and the TSA's certificates are on every path of a record, and the
+        # shared parsed objects (hsdt.signing.parsed) make them the same objects each time.
+        # Emptied whenever the pool grows.
+        self._found: dict[tuple[int, int], tuple[object, object, list[RevocationEvidence]]] = {}
 
     def _refresh(self) -> None:
+        grew = False
         for resp in self._vc.ocsps:
             if self._new(resp) and (digest := _sha256(resp.dump())) not in self._seen:
                 self._seen.add(digest)
                 self._ocsp += _ocsp_entries(resp, digest)
+                grew = True
         for cl in self._vc.crls:
             if self._new(cl) and (digest := _sha256(cl.dump())) not in self._seen:
                 self._seen.add(digest)
                 self._crl.append(_crl_entry(cl, digest))
+                grew = True
+        if grew:
+            self._found.clear()
 
     def _new(self, obj: object) -> bool:
         if id(obj) in self._looked_at:
@@ -805,7 +815,11 @@ class _RevocationIndex:
         self._refresh()
         out: list[RevocationEvidence] = []
         for cert, issuer in path.checked():
-            out += self._about(cert, issuer)
+            key = (id(cert), id(issuer))
+            known = self._found.get(key)
+            if known is None:
+                known = self._found[key] = (cert, issuer, self._about(cert, issuer))
+            out += known[2]
         return tuple(out)
 
     def _about(self, cert: x509.Certificate, issuer: x509.Certificate | None
