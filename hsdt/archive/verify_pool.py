@@ -44,7 +44,7 @@ def _start(roots_der: list[bytes], bindings: dict[str, str] | None, online: bool
     freeze_long_lived()
     # A verification frees what it parsed by reference counting (RecordState.release): the
     # automatic collections it triggers, one per 700 new objects (~140 per record), find
-    # nothing to free, and took ~4 % of its time. This process collects once after each
+    # nothing to free, and took 4 to 8 % of its time. This process collects once after each
     # record instead (~0.1 ms), so what an error path leaves never outlives its record.
     gc.disable()
 
