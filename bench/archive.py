@@ -3,6 +3,7 @@ store's raw read throughput, and the transparency log's proofs at 10⁶ entries.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import statistics
 import time
@@ -39,7 +40,10 @@ STORE_DAEMONS = ("radosgw", "ceph-osd", "ceph-mon")
 
 def _is_loopback(url: str | None) -> bool:
     host = urlsplit(url or "").hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return False
 
 
 def _s3_env() -> dict[str, str]:

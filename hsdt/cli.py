@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from hsdt import cli_vi
-from hsdt.domain.errors import ArchiveError, BundleRejected, HsdtError, UnusableInput, os_reason
+from hsdt.domain.errors import BundleRejected, HsdtError, UnusableInput, os_reason
 
 cli_vi.install()
 app = typer.Typer(help="HSĐT — hồ sơ điện tử: học bạ, ký số theo trình tự, lưu trữ bất biến.",
@@ -515,9 +515,7 @@ def audit_heads_cmd(root: RootOpt,
         archive.log.signed_tree_head()  # a head at today's size, if there is none yet
         exported = archive.log.export_tree_heads()
         heads = parse_tree_heads(exported)  # what the file holds, as said below
-        public_key = archive.log.public_key
-        if public_key is None:  # pragma: no cover - an archive always opens its log with its key
-            raise ArchiveError("Nhật ký không có khoá ký đầu cây.", code="tlog_no_key")
+        public_key = archive.log.require_public_key()
         _write_atomic(out, exported.encode("utf-8"))
         if key_out is not None:
             _write_atomic(key_out, public_key_pem(public_key))

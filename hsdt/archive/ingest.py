@@ -513,9 +513,7 @@ class Archive:
         heads`` exports it): the log's public key, a head signed at today's size and every
         head kept so far. Tree heads say nothing about any record; they only pin the log."""
         sth = self.log.signed_tree_head()
-        key = self.log.public_key
-        if key is None:  # pragma: no cover - an archive always opens its log with its key
-            raise ArchiveError("Nhật ký không có khoá ký đầu cây.", code="tlog_no_key")
+        key = self.log.require_public_key()
         return {"log_id": self.log.log_id, "tree_head": sth.to_dict(),
                 "public_key_pem": public_key_pem(key).decode("ascii"),
                 "public_key_sha256": public_key_fingerprint(key),

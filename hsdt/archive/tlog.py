@@ -537,6 +537,15 @@ class TransparencyLog:
         """What auditors verify tree heads with (``None`` for a log opened without a key)."""
         return self._signing_key.public_key() if self._signing_key else None
 
+    def _key(self) -> Ed25519PrivateKey:
+        if self._signing_key is None:
+            raise ArchiveError("Nhật ký được mở không có khoá ký đầu cây.", code="tlog_no_key")
+        return self._signing_key
+
+    def require_public_key(self) -> Ed25519PublicKey:
+        """The public key, for what is published to auditors: refused for a log without one."""
+        return self._key().public_key()
+
     def _pread(self, fd: int, n: int, offset: int, what: str) -> bytes:
         data = os.pread(fd, n, offset)
         if len(data) != n:
@@ -649,8 +658,7 @@ class TransparencyLog:
 
         Signing again at an unchanged size returns a fresh head without growing the file.
         """
-        if self._signing_key is None:
-            raise ArchiveError("Nhật ký được mở không có khoá ký đầu cây.", code="tlog_no_key")
+        key = self._key()
         if timestamp is None:
             ts = _now_ms()
         elif timestamp.tzinfo is None:
@@ -659,7 +667,7 @@ class TransparencyLog:
             ts = (timestamp - _EPOCH) // timedelta(milliseconds=1)
         size = self.size
         root = self.root(size)
-        signature = self._signing_key.sign(tree_head_signing_input(self.log_id, size, ts, root))
+        signature = key.sign(tree_head_signing_input(self.log_id, size, ts, root))
         sth = SignedTreeHead(self.log_id, size, root, ts, signature)
         if not self.read_only:
             with self._locked():

@@ -821,8 +821,8 @@ def extract_certificate_info(signed_data: cms.SignedData) -> SignedDataCerts:
     signer is looked for: the search compares each certificate's issuer and serial number,
     already parsed in a shared object and parsed afresh in a new one.
     """
-    certs = []
-    attr_certs = []
+    certs: list[x509.Certificate] = []
+    attr_certs: list[cms.AttributeCertificateV2] = []
     for c in signed_data["certificates"]:
         cert = c.chosen.untag()
         if c.name == "certificate":

@@ -791,18 +791,16 @@ class _RevocationIndex:
         self._found: dict[tuple[int, int], tuple[object, object, list[RevocationEvidence]]] = {}
 
     def _refresh(self) -> None:
-        grew = False
+        known = len(self._seen)
         for resp in self._vc.ocsps:
             if self._new(resp) and (digest := _sha256(resp.dump())) not in self._seen:
                 self._seen.add(digest)
                 self._ocsp += _ocsp_entries(resp, digest)
-                grew = True
         for cl in self._vc.crls:
             if self._new(cl) and (digest := _sha256(cl.dump())) not in self._seen:
                 self._seen.add(digest)
                 self._crl.append(_crl_entry(cl, digest))
-                grew = True
-        if grew:
+        if len(self._seen) != known:  # the pool grew: what was found may be incomplete
             self._found.clear()
 
     def _new(self, obj: object) -> bool:
