@@ -8,13 +8,16 @@ import threading
 from collections import OrderedDict
 
 import pytest
+from asn1crypto import crl as asn1_crl
 from asn1crypto import x509
+from asn1crypto.core import Sequence, SequenceOf
 from conftest import World
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 
 from hsdt.domain.plans import Role
 from hsdt.signing import parsed
+from hsdt.signing.record_state import read_record
 from hsdt.signing.verification import _DssEvidence
 
 
@@ -67,3 +70,53 @@ def test_dss_evidence_is_what_pyhanko_reads(sealed: bytes) -> None:
 def test_a_record_without_dss_has_no_evidence(world: World) -> None:
     signed = world.sign_until(world.records[1], stop=lambda f: f.role is Role.PRINCIPAL)
     assert _DssEvidence.read(PdfFileReader(io.BytesIO(signed))) is None
+
+
+def _crl(sealed: bytes) -> bytes:
+    dss = DocumentSecurityStore.read_dss(PdfFileReader(io.BytesIO(sealed)))
+    return next(iter(dss.crls)).get_object().data
+
+
+def test_a_shared_value_dumps_its_encoding_without_walking_its_parts(
+        sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parsed._local, "cache", OrderedDict(), raising=False)
+    der = _certs(sealed)[-1]
+    fresh = x509.Certificate.load(der)
+    cert = parsed.load(x509.Certificate, der)
+    crl_der = _crl(sealed)
+    revocations = parsed.load(asn1_crl.CertificateList, crl_der)
+    # what path validation reads first: every part parsed, as in a verification
+    for c in (fresh, cert):
+        _ = (c.subject.human_friendly, c.issuer.hashable, c.public_key.native, c.key_identifier,
+             c.serial_number, c["tbs_certificate"]["validity"]["not_after"].native)
+    parts = (lambda c: c, lambda c: c["tbs_certificate"], lambda c: c.subject,
+             lambda c: c.subject.chosen, lambda c: c.issuer, lambda c: c.issuer.chosen,
+             lambda c: c.public_key)
+    expected = [part(fresh).dump() for part in parts]
+
+    def walked(self: object) -> bool:
+        raise AssertionError("asn1crypto looked for a change in a shared value")
+
+    monkeypatch.setattr(Sequence, "_is_mutated", walked)
+    monkeypatch.setattr(SequenceOf, "_is_mutated", walked)
+    assert [part(cert).dump() for part in parts] == expected
+    assert cert.dump() == der
+    assert revocations.dump() == crl_der and revocations.issuer.dump() == revocations.issuer.dump()
+    monkeypatch.undo()
+    # re-encoding as DER is asn1crypto's answer for the value as read, and stays
+    assert cert.dump(force=True) == x509.Certificate.load(der).dump(force=True) == cert.dump()
+
+
+def test_a_fresh_value_keeps_asn1cryptos_dump(sealed: bytes) -> None:
+    der = _certs(sealed)[0]
+    fresh = x509.Certificate.load(der)
+    assert "dump" not in vars(fresh) and "dump" not in vars(fresh.subject)
+
+
+def test_a_verification_trusts_the_shared_anchor_objects(world: World, sealed: bytes) -> None:
+    verifier = world.verifier()
+    state = read_record(sealed)
+    vc = verifier._context(state, True, _DssEvidence.read(state.reader))[0]
+    anchors = list(vc.path_builder.trust_manager.iter_certs())
+    assert sorted(a.dump() for a in anchors) == sorted(r.dump() for r in verifier.trust_roots)
+    assert all(a is parsed.load(x509.Certificate, a.dump()) for a in anchors)

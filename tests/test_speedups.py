@@ -475,3 +475,41 @@ def test_an_ocsp_responder_is_checked_once_per_context_and_a_refusal_every_time(
     # signers' CRLs still speak for them: revocation is checked by OCSP or CRL).
     monkeypatch.setattr(validate_ocsp, "_validate_delegated_ocsp_provenance", refusing)
     assert _report(world, sealed) == refused
+
+
+def test_a_cms_signing_certificate_is_checked_once_and_a_refusal_every_time(
+        world: World, sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    every = _cms_of(sealed)
+    signers = [_speedups._original_certificate_info(sd).signer_cert for sd in every]
+    attrs = [sd["signer_infos"][0]["signed_attrs"] for sd in every]
+    # Same outcome as pyHanko's for each CMS's own signer (passes) and for another
+    # signer's certificate (refused: the digest in the attribute names someone else).
+    for i, (cert, signed_attrs) in enumerate(zip(signers, attrs, strict=True)):
+        other = next(c for c in signers if c.dump() != cert.dump())
+        for candidate, expected in ((cert, "ok"), (other, "error")):
+            ours = _outcome(partial(_speedups.check_signing_certificate, candidate, signed_attrs))
+            theirs = _outcome(partial(_speedups._original_signing_certificate, candidate,
+                                      signed_attrs))
+            assert ours == theirs and ours[0] == expected, i
+    # In a verification, pyHanko asks three times per CMS; it answers once per CMS, and a
+    # refusal (never kept) is asked of it every time.
+    answered: list[bytes] = []
+    original = _speedups._original_signing_certificate
+
+    def counted(cert: x509.Certificate, signed_attrs: cms.CMSAttributes) -> None:
+        answered.append(signed_attrs.contents)
+        original(cert, signed_attrs)
+
+    monkeypatch.setattr(_speedups, "_original_signing_certificate", counted)
+    monkeypatch.setattr(_speedups, "_signing_certificates_passed", {})
+    asked: list[int] = []
+    monkeypatch.setattr(generic_cms, "_check_signing_certificate",
+                        lambda *a: (asked.append(1), _speedups.check_signing_certificate(*a))[1])
+    assert world.verifier(online=False).verify(sealed).valid
+    assert len(answered) == len(set(answered)) == len(every) < len(asked)
+    answered.clear()
+    stranger = next(c for c in signers if c.dump() != signers[0].dump())
+    for _ in range(2):
+        with pytest.raises(Exception, match="Signing certificate attribute does not match"):
+            _speedups.check_signing_certificate(stranger, attrs[0])
+    assert len(answered) == 2

@@ -30,7 +30,9 @@ sixteen timestamps of a sealed record; and that the same delegated OCSP responde
 answer for the same CA (:func:`validate_delegated_ocsp_provenance`), checked otherwise
 for each signer's response.
 5. The certificates a signature carries, as the thread's shared object for each encoding
-(:func:`extract_certificate_info`, :mod:`hsdt.signing.parsed`).
+(:func:`extract_certificate_info`, :mod:`hsdt.signing.parsed`); the check that a CMS's
+signing-certificate attribute names its signer's certificate, once per CMS
+(:func:`check_signing_certificate`).
 
 Installed once, on import of :mod:`hsdt.signing`, from one table (:data:`PATCHES`);
 `tests/test_speedups.py` and `tests/test_speedups_tokeniser.py` check each against the
@@ -835,6 +837,35 @@ def extract_certificate_info(signed_data: cms.SignedData) -> SignedDataCerts:
                            attribute_certs=attr_certs)
 
 
+_original_signing_certificate = generic_cms._check_signing_certificate
+_signing_certificates_passed: dict[tuple[bytes, bytes], None] = {}
+SIGNING_CERTIFICATES_KEPT = 4096
+"""Passed checks kept (all of them forgotten at once when full): a batch's worth of CMSs."""
+
+
+def check_signing_certificate(cert: x509.Certificate, signed_attrs: cms.CMSAttributes) -> None:
+    """pyHanko's check that a CMS's signing-certificate attribute names ``cert`` (ESS
+    certificate identifier: the certificate's digest, its issuer and serial number), made
+    once per CMS for a certificate that passes.
+
+    pyHanko checks it when it picks the signer's certificate, again when it checks the
+    signature's integrity (on a deep copy of the signed attributes), and the signature
+    path asks for the signer's certificate twice: three checks per CMS, 31 CMSs per sealed
+    record, each one finding the attribute among the signed ones, hashing the certificate
+    and comparing the issuer's name afresh. The outcome depends on two encodings only, the
+    certificate's and the signed attributes' (which hold the signature's own message
+    digest, so they name one CMS). A refusal is not kept: the original refuses again,
+    with its own error.
+    """
+    key = (cert.dump(), signed_attrs.contents or b"")
+    if key in _signing_certificates_passed:
+        return
+    _original_signing_certificate(cert, signed_attrs)  # raises if it does not match
+    if len(_signing_certificates_passed) >= SIGNING_CERTIFICATES_KEPT:
+        _signing_certificates_passed.clear()
+    _signing_certificates_passed[key] = None
+
+
 PATCHES: list[tuple[Any, str, Any, Any]] = [
     # (where, name, ours, pyHanko's or asn1crypto's own)
     (generic, "read_hex_string_from_stream", read_hex_string_from_stream, _original),
@@ -861,6 +892,8 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (generic_cms, "validate_cert_usage", validate_cert_usage, _original_validate_cert_usage),
     (generic_cms, "extract_certificate_info", extract_certificate_info,
      _original_certificate_info),
+    (generic_cms, "_check_signing_certificate", check_signing_certificate,
+     _original_signing_certificate),
     (validate_ocsp, "_validate_delegated_ocsp_provenance", validate_delegated_ocsp_provenance,
      _original_ocsp_provenance),
     (MetadataUpdateRule, "is_well_formed_xml", staticmethod(is_well_formed_xml),

@@ -13,6 +13,14 @@ certificate validator writes to the ones they are given. asn1crypto parses lazil
 and its lazy parsing is not safe to share between threads, so each thread keeps its own
 objects (a verification runs in one thread). The cache is bounded; the least recently
 used encoding goes first.
+
+Since nothing writes to them, a shared value's encoding — and that of the parts path
+validation asks for it most (its names, its key, its to-be-signed part) — is what it was
+when read. asn1crypto's ``dump`` cannot know that: before returning it walks every part
+parsed so far, looking for a change (certificates, names and keys were dumped some two
+thousand times per record, for fingerprints, comparisons and memo keys, a twentieth of
+the verification). A shared value's ``dump`` returns the encoding it read
+(:class:`_Encoding`).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from collections import OrderedDict
 from typing import TypeVar
 
 from asn1crypto import crl, ocsp, x509
+from asn1crypto.core import Asn1Value
 
 LIMIT = 2048
 """Encodings kept per thread: a province's CA chains, signers and current OCSP answers."""
@@ -39,9 +48,43 @@ def load(kind: type[_Parsed], der: bytes) -> _Parsed:
     found = cache.get(key)
     if found is None:
         found = cache[key] = kind.load(key[1])
+        _keep_encodings(found)
         if len(cache) > LIMIT:
             cache.popitem(last=False)
     else:
         cache.move_to_end(key)
     assert isinstance(found, kind)
     return found
+
+
+class _Encoding:
+    """``dump`` for a value nothing writes to: the encoding asn1crypto gave when it was read.
+
+    Held as the value's own ``dump`` attribute, so that every caller gets it. ``force``
+    (re-encode as DER) is answered as asn1crypto answers it for the value as read, from a
+    fresh parse of the same encoding, and is what ``dump`` returns from then on, as in
+    asn1crypto. It holds no reference to the value (no reference cycle to collect).
+    """
+
+    __slots__ = ("encoded", "kind")
+
+    def __init__(self, value: Asn1Value) -> None:
+        self.kind = type(value)
+        self.encoded: bytes = value.dump()
+
+    def __call__(self, force: bool = False) -> bytes:
+        if force:
+            self.encoded = self.kind.load(self.encoded).dump(force=True)
+        return self.encoded
+
+
+def _keep_encodings(value: x509.Certificate | ocsp.OCSPResponse | crl.CertificateList) -> None:
+    parts: list[Asn1Value] = [value]
+    if isinstance(value, x509.Certificate):
+        tbs = value["tbs_certificate"]
+        parts += [tbs, value.subject, value.subject.chosen, value.issuer, value.issuer.chosen,
+                  value.public_key]
+    elif isinstance(value, crl.CertificateList):
+        parts += [value.issuer, value.issuer.chosen]
+    for part in parts:
+        part.dump = _Encoding(part)  # type: ignore[method-assign]

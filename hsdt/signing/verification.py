@@ -560,7 +560,10 @@ class Verifier:
         sealed record, or online; offline without a DSS it cannot, and says so); what the DSS
         holds; and the digests of the DSS's OCSP responses and CRLs, so that the report can
         tell evidence the record carries from evidence fetched today."""
-        kwargs: dict[str, Any] = {"trust_roots": self.trust_roots, "revocation_mode": "require",
+        # The anchors as the thread's shared objects (hsdt.signing.parsed), like the
+        # certificates of the signatures and the DSS that paths are built from.
+        roots = [parsed.load(x509.Certificate, root.dump()) for root in self.trust_roots]
+        kwargs: dict[str, Any] = {"trust_roots": roots, "revocation_mode": "require",
                                   "retroactive_revinfo": True}
         counts: dict[str, int] = {}
         if dss is not None:
