@@ -513,3 +513,37 @@ def test_a_cms_signing_certificate_is_checked_once_and_a_refusal_every_time(
         with pytest.raises(Exception, match="Signing certificate attribute does not match"):
             _speedups.check_signing_certificate(stranger, attrs[0])
     assert len(answered) == 2
+
+
+def _signatures(pdf: bytes) -> list[Any]:
+    return list(PdfFileReader(io.BytesIO(pdf)).embedded_signatures)
+
+
+def test_what_each_signature_covers_is_hashed_once_and_digested_as_pyhanko_does(
+        sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    fed: list[int] = []
+    feed = _speedups._feed
+    monkeypatch.setattr(_speedups, "_feed", lambda md, stream, start, count: (
+        fed.append(count), feed(md, stream, start, count))[1])
+    tampered = bytearray(sealed)
+    tampered[len(sealed) // 3] ^= 1  # in what every signature covers
+    for pdf in (sealed, bytes(tampered)):
+        ours, theirs = _signatures(pdf), _signatures(pdf)
+        assert len(ours) >= 16  # 15 signatures and the archive timestamp
+        fed.clear()
+        digests = [_speedups.compute_digest(s) for s in ours]
+        assert digests == [_speedups._original_compute_digest(s) for s in theirs]
+        assert len(pdf) // 2 < sum(fed) < 1.1 * len(pdf)  # pyHanko's: over ten times the file
+        assert [_speedups.compute_digest(s) for s in ours] == digests  # kept, as pyHanko does
+    assert digests != [_speedups.compute_digest(s) for s in _signatures(sealed)]
+
+
+def test_a_signature_out_of_file_order_or_past_the_end_is_hashed_by_pyhanko(sealed: bytes) -> None:
+    ours, theirs = _signatures(sealed), _signatures(sealed)
+    last, first = ours[-1], ours[0]
+    assert _speedups.compute_digest(last) == _speedups._original_compute_digest(theirs[-1])
+    assert _speedups.compute_digest(first) == _speedups._original_compute_digest(theirs[0])
+    odd, theirs_odd = _signatures(sealed)[1], _signatures(sealed)[1]
+    for s in (odd, theirs_odd):  # a range that runs past the end of the file
+        s.byte_range = generic.ArrayObject([*list(s.byte_range)[:3], generic.NumberObject(len(sealed))])
+    assert _speedups.compute_digest(odd) == _speedups._original_compute_digest(theirs_odd)
