@@ -35,8 +35,10 @@ from hsdt.renderers import (
     render_record,
 )
 from hsdt.renderers.metadata import (
+    PdfaClaims,
     associated_files,
     embedded_files,
+    read_record_contents,
     read_record_metadata,
     signature_fields,
     xmp_bytes,
@@ -487,3 +489,27 @@ def test_record_whose_digest_does_not_match_its_data_is_refused(
     with pytest.raises(HsdtError) as err:
         renderer.render(stale, plan)
     assert err.value.code == "render_data"
+
+
+def test_record_contents_are_read_in_one_opening(pdf: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[int] = []
+    real_open = pikepdf.Pdf.open
+    monkeypatch.setattr(pikepdf.Pdf, "open", lambda *a, **k: (opened.append(1), real_open(*a, **k))[1])
+    contents = read_record_contents(pdf)
+    assert len(opened) == 1
+    monkeypatch.undo()
+    assert contents.files == embedded_files(pdf)
+    assert contents.fields == read_record_metadata(pdf)
+    assert contents.pdfa == PdfaClaims("3", "B", ())
+
+
+def test_pdfa_claims_name_each_info_entry_that_disagrees_with_xmp(pdf: bytes) -> None:
+    with pikepdf.open(io.BytesIO(pdf)) as doc:
+        doc.docinfo["/Title"] = pikepdf.String("Một tiêu đề khác")
+        doc.docinfo["/ModDate"] = pikepdf.String("D:19990101000000Z")
+        out = io.BytesIO()
+        doc.save(out)  # leaves the XMP as it was
+    claims = read_record_contents(out.getvalue()).pdfa
+    assert (claims.part, claims.conformance) == ("3", "B")
+    assert [m.split(" ")[0] for m in claims.mismatches] == ["/Title", "/ModDate"]
+    assert "Một tiêu đề khác" in claims.mismatches[0]

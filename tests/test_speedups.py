@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from functools import partial
 from typing import Any
@@ -547,3 +548,19 @@ def test_a_signature_out_of_file_order_or_past_the_end_is_hashed_by_pyhanko(seal
     for s in (odd, theirs_odd):  # a range that runs past the end of the file
         s.byte_range = generic.ArrayObject([*list(s.byte_range)[:3], generic.NumberObject(len(sealed))])
     assert _speedups.compute_digest(odd) == _speedups._original_compute_digest(theirs_odd)
+
+
+def test_a_reference_is_made_as_pyhankos_frozen_dataclass_makes_it() -> None:
+    assert generic.Reference.__init__ is _speedups._reference_init
+    for args, kwargs in (((5,), {}), ((5, 2), {}), ((5, 0, "pdf"), {}),
+                         ((), {"idnum": 7, "pdf": "x"}), ((8,), {"generation": 1})):
+        ours = generic.Reference(*args, **kwargs)
+        theirs = object.__new__(generic.Reference)
+        _speedups._original_reference_init(theirs, *args, **kwargs)
+        assert vars(ours) == vars(theirs) and ours == theirs and hash(ours) == hash(theirs)
+        assert repr(ours) == repr(theirs) and ours.pdf is theirs.pdf
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            ours.idnum = 1  # type: ignore[misc]
+    bare = object.__new__(generic.Reference)
+    assert _outcome(partial(generic.Reference.__init__, bare)) == _outcome(
+        partial(_speedups._original_reference_init, bare))  # idnum is required, same words

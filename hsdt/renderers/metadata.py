@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pikepdf
 from lxml import etree
+from pikepdf.models.metadata import decode_pdf_date
 
 from hsdt.renderers._xmp import (
     HSDT_PREFIX,
@@ -66,9 +68,13 @@ def _open(pdf: bytes) -> pikepdf.Pdf:
 def xmp_bytes(pdf: bytes) -> bytes:
     """The raw XMP packet of the catalog /Metadata stream."""
     with _open(pdf) as doc:
-        if "/Metadata" not in doc.Root:
-            raise ValueError("the PDF has no XMP metadata (catalog /Metadata)")
-        return bytes(doc.Root.Metadata.read_bytes())
+        return _xmp_of(doc)
+
+
+def _xmp_of(doc: pikepdf.Pdf) -> bytes:
+    if "/Metadata" not in doc.Root:
+        raise ValueError("the PDF has no XMP metadata (catalog /Metadata)")
+    return bytes(doc.Root.Metadata.read_bytes())
 
 
 def xmp_properties(pdf: bytes) -> dict[str, str]:
@@ -80,9 +86,12 @@ def xmp_properties(pdf: bytes) -> dict[str, str]:
 def read_record_metadata(pdf: bytes) -> dict[str, str]:
     """The hsdt XMP fields (documentId, kind, studentCode, schoolCode, schoolName,
     schoolYear, dataSha256, bundleSha256), keyed without prefix."""
-    props = _properties(xmp_bytes(pdf))
+    return _record_fields(xmp_bytes(pdf))
+
+
+def _record_fields(packet: bytes) -> dict[str, str]:
     prefix = HSDT_PREFIX + ":"
-    return {k[len(prefix):]: v for k, v in props.items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in _properties(packet).items() if k.startswith(prefix)}
 
 
 def _properties(packet: bytes) -> dict[str, str]:
@@ -124,8 +133,68 @@ def _simple_value(el: Any) -> str:
 def embedded_files(pdf: bytes) -> dict[str, bytes]:
     """Every file in the /EmbeddedFiles name tree, by name."""
     with _open(pdf) as doc:
-        return {name: bytes(spec.get_file().read_bytes())
-                for name, spec in doc.attachments.items()}
+        return _files_of(doc)
+
+
+def _files_of(doc: pikepdf.Pdf) -> dict[str, bytes]:
+    return {name: bytes(spec.get_file().read_bytes()) for name, spec in doc.attachments.items()}
+
+
+@dataclass(frozen=True)
+class PdfaClaims:
+    """The PDF/A part and conformance a file claims in its XMP, and every document Info
+    entry that disagrees with its XMP counterpart (a PDF/A reader requires them equal)."""
+
+    part: str | None
+    conformance: str | None
+    mismatches: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RecordContents:
+    """What a record says about itself outside its signatures: its embedded files by name,
+    its hsdt XMP fields (as :func:`read_record_metadata`), its PDF/A claims."""
+
+    files: dict[str, bytes]
+    fields: dict[str, str]
+    pdfa: PdfaClaims
+
+
+def read_record_contents(pdf: bytes) -> RecordContents:
+    """:func:`embedded_files`, :func:`read_record_metadata` and the PDF/A claims, from one
+    reading of the file (each of them opens it: a few milliseconds per record)."""
+    with _open(pdf) as doc:
+        return RecordContents(_files_of(doc), _record_fields(_xmp_of(doc)), _pdfa_claims(doc))
+
+
+def _pdfa_claims(doc: pikepdf.Pdf) -> PdfaClaims:
+    meta = doc.open_metadata()
+    part = meta.get("pdfaid:part")
+    conf = meta.get("pdfaid:conformance")
+    info = doc.docinfo
+    mismatches: list[str] = []
+    for info_key, xmp_key in (("/Producer", "pdf:Producer"), ("/Title", "dc:title")):
+        iv = str(info.get(info_key)) if info_key in info else None
+        xv = meta.get(xmp_key)
+        if iv is not None and xv is not None and str(iv) != str(xv):
+            mismatches.append(f"{info_key} «{iv}» ≠ {xmp_key} «{xv}»")
+    for info_key, xmp_key in (("/ModDate", "xmp:ModifyDate"), ("/CreationDate", "xmp:CreateDate")):
+        iv, xv = info.get(info_key), meta.get(xmp_key)
+        if not _same_instant(iv, xv):
+            mismatches.append(f"{info_key} «{iv}» ≠ {xmp_key} «{xv}»")
+    return PdfaClaims(str(part) if part is not None else None,
+                      str(conf) if conf is not None else None, tuple(mismatches))
+
+
+def _same_instant(info_date: Any, xmp_date: Any) -> bool:
+    if info_date is None or xmp_date is None:
+        return info_date is None and xmp_date is None
+    try:
+        a = decode_pdf_date(str(info_date))
+        b = datetime.fromisoformat(str(xmp_date))
+    except ValueError:
+        return False
+    return abs((a - b).total_seconds()) < 1
 
 
 def associated_files(pdf: bytes) -> list[AssociatedFile]:

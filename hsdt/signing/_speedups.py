@@ -22,7 +22,8 @@ over from the revision before where that revision's writes allow
 (:func:`load_reverse_xref_cache`); each revision view's copies of objects and its walk for
 their dependencies skip the per-node overhead (:mod:`hsdt.signing._revision_views`); an
 XMP packet that passed the metadata rule's XML check is not parsed again for the next pair
-of revisions (:func:`is_well_formed_xml`).
+of revisions (:func:`is_well_formed_xml`); and the tens of thousands of references the
+views make are made without a call per field (:func:`_reference_init`).
 4. Within one verification, the result of validating the same certificate for the same
 use with the same validation context (:func:`remember_validations`): the TSA's
 certificate is otherwise validated again, revocation evidence and all, for each of the
@@ -274,6 +275,28 @@ def name_comparisons_remembered() -> Iterator[None]:
         yield
     finally:
         _name_memo.reset(token)
+
+
+_original_reference_init = generic.Reference.__init__
+
+
+def _reference_init(self: generic.Reference, idnum: int, generation: int = 0,
+                    pdf: object = None) -> None:
+    """``Reference(idnum, generation, pdf)``, pyHanko's frozen dataclass, its three fields
+    stored as the generated ``__init__`` stores them, without a call of
+    ``object.__setattr__`` for each (the one way around the frozen ``__setattr__``).
+
+    Every indirect reference of every object of every revision view is a new Reference:
+    tens of thousands per record, half their cost in those calls. Nothing else differs:
+    the same fields, defaults and values, and assignment is still refused.
+    """
+    fields = self.__dict__
+    fields["idnum"] = idnum
+    fields["generation"] = generation
+    fields["pdf"] = pdf
+
+
+_reference_init.__qualname__ = "Reference.__init__"  # as errors name it
 
 
 # -- 3. modification analysis -----------------------------------------------------------------
@@ -949,6 +972,7 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (generic, "read_object", _fastparse.read_object, _fastparse._original_read_object),
     (x509.NameTypeAndValue, "_ldap_string_prep", _cached_prep, _original_prep),
     (x509.Name, "__eq__", _name_eq, _original_name_eq),
+    (generic.Reference, "__init__", _reference_init, _original_reference_init),
     (PdfFileReader, "get_object", get_object, _original_get_object),
     (PdfFileReader, "_get_object_from_stream", get_object_from_stream, _original_from_stream),
     (HistoricalResolver, "_load_reverse_xref_cache", load_reverse_xref_cache, _original_lut),

@@ -20,7 +20,7 @@ from hsdt.domain.canonical import sha256_hex
 from hsdt.domain.errors import SigningRefused, UnusableInput
 from hsdt.domain.plans import ResolvedPlan, resolve_plan
 from hsdt.domain.subjects import subjects_for
-from hsdt.renderers.metadata import embedded_files, read_record_metadata
+from hsdt.renderers.metadata import PdfaClaims, read_record_contents
 from hsdt.settings import plan_for
 
 DATA_FILE = "record.json"
@@ -36,6 +36,7 @@ class RecordState:
     plan: ResolvedPlan
     field_names: tuple[str, ...]
     filled_fields: tuple[str, ...]  # signature fields that hold a value (signed or stamped)
+    pdfa: PdfaClaims
 
     @property
     def record_id(self) -> str:
@@ -85,11 +86,10 @@ def read_record(pdf: bytes) -> RecordState:
         raise UnusableInput("Tệp không phải PDF.")
     try:
         reader = PdfFileReader(io.BytesIO(pdf), strict=False)
-        files = embedded_files(pdf)
-        xmp = read_record_metadata(pdf)
+        contents = read_record_contents(pdf)
     except (PdfReadError, ValueError, KeyError) as exc:
         raise UnusableInput(f"Không đọc được tệp PDF: {exc}") from exc
-    raw = files.get(DATA_FILE)
+    raw, xmp = contents.files.get(DATA_FILE), contents.fields
     if raw is None:
         raise UnusableInput("PDF không chứa dữ liệu hồ sơ (record.json): không phải hồ sơ HSĐT.")
     try:
@@ -104,7 +104,8 @@ def read_record(pdf: bytes) -> RecordState:
         raise UnusableInput(f"Dữ liệu hồ sơ thiếu thông tin để lập kế hoạch ký: {exc}") from exc
     fields, filled = _signature_fields(reader)
     return RecordState(reader=reader, data=data, data_bytes=raw, data_sha256=sha256_hex(raw),
-                       xmp=xmp, plan=plan, field_names=fields, filled_fields=filled)
+                       xmp=xmp, plan=plan, field_names=fields, filled_fields=filled,
+                       pdfa=contents.pdfa)
 
 
 def _signature_fields(reader: PdfFileReader) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Iterator
@@ -18,9 +17,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Literal, TypeVar
 
-import pikepdf
 from asn1crypto import crl, ocsp, x509
-from pikepdf.models.metadata import decode_pdf_date
 from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader
@@ -458,14 +455,14 @@ class Verifier:
         state = read_record(pdf)
         with _speedups.name_comparisons_remembered():  # for this verification only
             try:
-                return _run(self._verify(state, pdf))
+                return _run(self._verify(state))
             except PdfReadError as exc:
                 # Objects are parsed when first read: a damaged one surfaces only here.
                 raise UnusableInput(f"Không đọc được tệp PDF (cấu trúc hỏng): {exc}") from exc
             finally:
                 state.release()  # the report holds nothing of the reader's
 
-    async def _verify(self, state: RecordState, pdf: bytes) -> VerificationReport:
+    async def _verify(self, state: RecordState) -> VerificationReport:
         problems: list[str] = []
         codes: list[str] = []
         stamps = state.doc_timestamps
@@ -521,7 +518,7 @@ class Verifier:
         if not state.lock_matches:
             codes.append("data_lock_mismatch")
             problems.append("Dữ liệu nhúng trong hồ sơ không khớp SHA-256 ghi trong XMP.")
-        part, conformance, mismatches = _pdfa_claims(pdf)
+        part, conformance, mismatches = state.pdfa.part, state.pdfa.conformance, state.pdfa.mismatches
         consistent = not mismatches
         if (part, conformance) != ("3", "B"):
             codes.append("pdfa_claim")
@@ -969,34 +966,3 @@ def _order_problems(state: RecordState, checks: list[SignatureCheck]) -> list[st
     return out
 
 
-def _pdfa_claims(pdf: bytes) -> tuple[str | None, str | None, list[str]]:
-    """PDF/A part and conformance claimed, and every Info entry that disagrees with XMP."""
-    with pikepdf.open(io.BytesIO(pdf)) as doc:
-        meta = doc.open_metadata()
-        part = meta.get("pdfaid:part")
-        conf = meta.get("pdfaid:conformance")
-        info = doc.docinfo
-        mismatches: list[str] = []
-        for info_key, xmp_key in (("/Producer", "pdf:Producer"), ("/Title", "dc:title")):
-            iv = str(info.get(info_key)) if info_key in info else None
-            xv = meta.get(xmp_key)
-            if iv is not None and xv is not None and str(iv) != str(xv):
-                mismatches.append(f"{info_key} «{iv}» ≠ {xmp_key} «{xv}»")
-        for info_key, xmp_key in (("/ModDate", "xmp:ModifyDate"),
-                                  ("/CreationDate", "xmp:CreateDate")):
-            iv, xv = info.get(info_key), meta.get(xmp_key)
-            if not _same_instant(iv, xv):
-                mismatches.append(f"{info_key} «{iv}» ≠ {xmp_key} «{xv}»")
-    return (str(part) if part is not None else None,
-            str(conf) if conf is not None else None, mismatches)
-
-
-def _same_instant(info_date: Any, xmp_date: Any) -> bool:
-    if info_date is None or xmp_date is None:
-        return info_date is None and xmp_date is None
-    try:
-        a = decode_pdf_date(str(info_date))
-        b = datetime.fromisoformat(str(xmp_date))
-    except ValueError:
-        return False
-    return abs((a - b).total_seconds()) < 1
