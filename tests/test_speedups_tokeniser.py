@@ -78,11 +78,41 @@ def test_decode_name(name: bytes) -> None:
                   lambda s: _speedups._original_decode_name(s.read()), name)
 
 
-@pytest.mark.parametrize("data", [b"()", b"(abc) x", b"(D:20261129)", b"(a(b)c)", b"(a\\)b)",
-                                  b"(a\\nb)", b"(\\101)", b"(abc", b"(", b"", b"(" + b"x" * 200 + b")",
-                                  b"(\xfe\xff\x00A)", b"(a\\\nb)"])
+_UTF16_NAME = "(" + "".join(f"\\{b:03o}" for b in "\ufeffGV Ngô Thị Hằng".encode("utf-16-be")) + ")"
+
+
+@pytest.mark.parametrize("data", [
+    b"()", b"(abc) x", b"(D:20261129)", b"(a(b)c)", b"(a\\)b)", b"(a\\nb)", b"(\\101)", b"(abc",
+    b"(", b"", b"(" + b"x" * 200 + b")", b"(\xfe\xff\x00A)", b"(a\\\nb)",
+    # escapes of every kind, as pyHanko reads them
+    _UTF16_NAME.encode("ascii") + b" 0 R", b"(sig\\055subject\\137TOAN)", b"(\\000\\377\\n\\r\\t\\b\\f\\\\)",
+    b"(\\0)", b"(\\12)", b"(\\1234)", b"(\\0128)", b"(\\8)", b"(\\19)", b"(\\400)", b"(\\777)", b"(\\q)",
+    b"(\\a\\v)", b"(\\x41)", b"(\\( \\) \\/ \\% \\< \\> \\[ \\] \\# \\_ \\& \\$ \\ )", b"(a\\\r\nb)",
+    b"(a\\\n\nb)", b"(a\\\r\rb)", b"(\\101(x)\\102)", b"(\\101", b"(\\10", b"(\\", b"(\\101\\",
+    b"(" + b"\\000A" * 5000 + b")", b"(" + b"\\101" * 4095 + b"x)", b"(\\101" + b"x" * 17000 + b")"])
 def test_read_string_literal(data: bytes) -> None:
     _same_outcome(_speedups._read_string_literal_bytes, _speedups._original_string_literal, data)
+
+
+def test_a_records_escaped_strings_are_decoded_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    for data in (_UTF16_NAME.encode("ascii"), b"(sig\\055subject\\137TOAN)", b"(\\000\\n\\\\)"):
+        expected = _outcome(_speedups._original_string_literal, data)
+        with monkeypatch.context() as m:
+            m.setattr(_speedups, "_original_string_literal",
+                      lambda _s: pytest.fail("read byte by byte"))  # type: ignore[no-untyped-call]
+            assert _outcome(_speedups._read_string_literal_bytes, data) == expected
+
+
+_ESCAPES = st.sampled_from([b"\\000", b"\\377", b"\\055", b"\\n", b"\\\\", b"\\(", b"\\)", b"\\0",
+                            b"\\7", b"\\9", b"\\400", b"\\\n", b"\\\r\n", b"\\q", b"(", b")", b"a",
+                            b"\\", b"\xe1"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=st.lists(_ESCAPES | st.binary(max_size=2), max_size=40).map(b"".join))
+def test_arbitrary_escaped_strings(body: bytes) -> None:
+    _same_outcome(_speedups._read_string_literal_bytes, _speedups._original_string_literal,
+                  b"(" + body + b") tail")
 
 
 _TOKENS = st.sampled_from([b" ", b"\n", b"\r\n", b"\x00", b"%note\n", b"/", b"(", b")", b"<",
