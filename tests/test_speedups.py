@@ -564,3 +564,29 @@ def test_a_reference_is_made_as_pyhankos_frozen_dataclass_makes_it() -> None:
     bare = object.__new__(generic.Reference)
     assert _outcome(partial(generic.Reference.__init__, bare)) == _outcome(
         partial(_speedups._original_reference_init, bare))  # idnum is required, same words
+
+
+def test_a_file_without_encryption_is_remembered_as_such_and_an_encrypted_one_never(
+        sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[int] = []
+    original = _speedups._original_encrypt_dict
+
+    class Counting:
+        @staticmethod
+        def fget(reader: PdfFileReader) -> Any:
+            asked.append(1)
+            return original.fget(reader)
+
+    monkeypatch.setattr(_speedups, "_original_encrypt_dict", Counting)
+    reader = PdfFileReader(io.BytesIO(sealed))
+    assert [reader.encrypt_dict for _ in range(5)] == [None] * 5 and len(asked) == 1
+    reader.trailer["/Encrypt"] = generic.DictionaryObject({pdf_name("/Filter"): pdf_name("/Standard")})
+    with pytest.raises(PdfReadError, match="indirect reference"):  # pyHanko's answer: asked again
+        _ = reader.encrypt_dict
+    asked.clear()
+    out = io.BytesIO()
+    with pikepdf.open(io.BytesIO(sealed)) as doc:
+        doc.save(out, encryption=pikepdf.Encryption(owner="chu", user="", R=4))
+    encrypted = PdfFileReader(out)
+    found = [encrypted.encrypt_dict for _ in range(3)]
+    assert all(d is not None and d["/Filter"] == "/Standard" for d in found) and len(asked) == 3

@@ -35,7 +35,9 @@ for each signer's response.
 signing-certificate attribute names its signer's certificate, once per CMS
 (:func:`check_signing_certificate`).
 6. The digest of what each signature covers, from one hash along the file
-(:func:`compute_digest`).
+(:func:`compute_digest`); that a file has no encryption dictionary (:func:`_encrypt_dict`).
+7. Answers asn1crypto and pyHanko-certvalidator compute again for values that do not
+change (:mod:`hsdt.signing._asn1_memo`).
 
 Installed once, on import of :mod:`hsdt.signing`, from one table (:data:`PATCHES`);
 `tests/test_speedups.py` and `tests/test_speedups_tokeniser.py` check each against the
@@ -57,7 +59,7 @@ from contextvars import ContextVar
 from io import BytesIO
 from typing import IO, Any, NamedTuple, cast
 
-from asn1crypto import cms, x509
+from asn1crypto import cms, core, x509
 from cryptography.hazmat.primitives import hashes
 from pyhanko.pdf_utils import generic, misc
 from pyhanko.pdf_utils.decode_limits import DecodePurpose
@@ -73,11 +75,12 @@ from pyhanko_certvalidator import PKIXValidationParams, ValidationContext
 from pyhanko_certvalidator._state import ValProcState
 from pyhanko_certvalidator.authority import Authority
 from pyhanko_certvalidator.path import ValidationPath
+from pyhanko_certvalidator.policy_decl import DisallowWeakAlgorithmsPolicy
 from pyhanko_certvalidator.registry import LazyPathIterator
 from pyhanko_certvalidator.revinfo import validate_ocsp
 from pyhanko_certvalidator.util import CancelableAsyncIterator, get_pyca_cryptography_hash
 
-from hsdt.signing import _fastparse, _revision_views, parsed
+from hsdt.signing import _asn1_memo, _fastparse, _revision_views, parsed
 
 _original = generic.read_hex_string_from_stream
 _HEX = re.compile(rb"[0-9A-Fa-f]*")
@@ -914,6 +917,32 @@ def check_signing_certificate(cert: x509.Certificate, signed_attrs: cms.CMSAttri
     _signing_certificates_passed[key] = None
 
 
+# -- the reader's encryption dictionary --------------------------------------------------------
+
+_original_encrypt_dict = PdfFileReader.encrypt_dict
+_UNENCRYPTED = "_hsdt_unencrypted"
+
+
+def _encrypt_dict(self: PdfFileReader) -> generic.DictionaryObject | None:
+    """pyHanko's ``PdfFileReader.encrypt_dict``, its "none" remembered while the trailer
+    stays as it was.
+
+    The reader asks for it (through ``security_handler``) for every object it reads, and
+    each time looks for /Encrypt in every revision's trailer, each miss an exception: 17
+    revisions on a sealed record. A file without one is remembered as such for as long as
+    the trailer has the same revisions and no new /Encrypt entry (a writer adds those);
+    an encrypted file is asked every time, as before.
+    """
+    trailer = self.trailer
+    state = (id(trailer), len(trailer._trailer_revisions))
+    if self.__dict__.get(_UNENCRYPTED) == state and "/Encrypt" not in trailer._new_changes:
+        return None
+    found = cast(generic.DictionaryObject | None, _original_encrypt_dict.fget(self))  # type: ignore[attr-defined]
+    if found is None and "/Encrypt" not in trailer._new_changes:
+        self.__dict__[_UNENCRYPTED] = state
+    return found
+
+
 # -- 6. what the signatures of one file cover, hashed once --------------------------------------
 
 _original_compute_digest = EmbeddedPdfSignature.compute_digest
@@ -995,6 +1024,8 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (x509.Name, "__eq__", _name_eq, _original_name_eq),
     (generic.Reference, "__init__", _reference_init, _original_reference_init),
     (PdfFileReader, "get_object", get_object, _original_get_object),
+    (PdfFileReader, "encrypt_dict", property(_encrypt_dict, doc=_original_encrypt_dict.__doc__),
+     _original_encrypt_dict),
     (PdfFileReader, "_get_object_from_stream", get_object_from_stream, _original_from_stream),
     (HistoricalResolver, "_load_reverse_xref_cache", load_reverse_xref_cache, _original_lut),
     (HistoricalResolver, "_subsume_object", _revision_views.subsume_object,
@@ -1012,6 +1043,10 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (EmbeddedPdfSignature, "compute_digest", compute_digest, _original_compute_digest),
     (validate_ocsp, "_validate_delegated_ocsp_provenance", validate_delegated_ocsp_provenance,
      _original_ocsp_provenance),
+    (core.ObjectIdentifier, "dotted", _asn1_memo.dotted, _asn1_memo.original_dotted),
+    (x509.Name, "hashable", _asn1_memo.name_hashable, _asn1_memo.original_name_hashable),
+    (DisallowWeakAlgorithmsPolicy, "signature_algorithm_allowed",
+     _asn1_memo.signature_algorithm_allowed, _asn1_memo.original_signature_algorithm_allowed),
     (MetadataUpdateRule, "is_well_formed_xml", staticmethod(is_well_formed_xml),
      staticmethod(_original_well_formed_xml)),
 ]

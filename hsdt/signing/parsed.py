@@ -57,6 +57,12 @@ def load(kind: type[_Parsed], der: bytes) -> _Parsed:
     return found
 
 
+def kept(value: Asn1Value) -> bool:
+    """Whether ``value`` is (part of) a shared value whose encoding is kept: one nothing
+    writes to."""
+    return isinstance(vars(value).get("dump"), _Encoding)
+
+
 class _Encoding:
     """``dump`` for a value nothing writes to: the encoding asn1crypto gave when it was read.
 

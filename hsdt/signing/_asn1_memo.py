@@ -1,0 +1,106 @@
+"""Answers that asn1crypto and pyHanko-certvalidator compute afresh for values that do not
+change, kept: part of the measured speed-ups (:mod:`hsdt.signing._speedups`, its table).
+
+1. An object identifier's dotted form (:func:`dotted`), a pure function of its encoded
+   contents, which asn1crypto works out in a Python loop per parsed identifier: every
+   attribute type, algorithm and extension of every CMS, certificate and OCSP response
+   of a record, several thousand of them.
+2. A shared name's string form for dictionaries and sets (:func:`name_hashable`). Path
+   building and the certificate registries key their maps by it, and asn1crypto builds
+   it again, attribute by attribute, at each request. Only names of the shared values of
+   :mod:`hsdt.signing.parsed`, which nothing writes to, keep it.
+3. A weak-algorithm policy's verdict on a signature mechanism with a key
+   (:func:`signature_algorithm_allowed`): the same two or three answers, asked for every
+   certificate, CMS and OCSP response of a record. Kept per policy object, by what the
+   verdict depends on.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import cast
+
+from asn1crypto import algos, core, keys, x509
+from pyhanko_certvalidator.policy_decl import AlgorithmUsageConstraint, DisallowWeakAlgorithmsPolicy
+
+from hsdt.signing import parsed
+
+# -- 1. object identifiers -----------------------------------------------------------------
+
+original_dotted = core.ObjectIdentifier.dotted
+
+
+@functools.lru_cache(maxsize=4096)
+def _dotted_of(contents: bytes) -> str:
+    # asn1crypto's ObjectIdentifier.dotted, on the contents alone (it reads nothing else)
+    output: list[str] = []
+    part = 0
+    for byte in contents:
+        part = part * 128 + (byte & 127)
+        if byte & 0x80 == 0:  # the last byte of a subidentifier
+            if not output:
+                first = 2 if part >= 80 else 1 if part >= 40 else 0
+                output += [str(first), str(part - 40 * first)]
+            else:
+                output.append(str(part))
+            part = 0
+    return ".".join(output)
+
+
+def _dotted(self: core.ObjectIdentifier) -> str:
+    if self._dotted is None:
+        contents = self.contents
+        if type(contents) is not bytes:
+            return cast(str, original_dotted.fget(self))  # type: ignore[attr-defined]
+        self._dotted = _dotted_of(contents)
+    return cast(str, self._dotted)
+
+
+dotted = property(_dotted, doc=original_dotted.__doc__)
+
+# -- 2. names of shared values --------------------------------------------------------------
+
+original_name_hashable = x509.Name.hashable
+_HASHABLE = "_hsdt_hashable"
+
+
+def _name_hashable(self: x509.Name) -> str:
+    if not parsed.kept(self):
+        return cast(str, original_name_hashable.fget(self))  # type: ignore[attr-defined]
+    found = self.__dict__.get(_HASHABLE)
+    if found is None:
+        found = self.__dict__[_HASHABLE] = original_name_hashable.fget(self)  # type: ignore[attr-defined]
+    return cast(str, found)
+
+
+name_hashable = property(_name_hashable, doc=original_name_hashable.__doc__)
+
+# -- 3. weak-algorithm verdicts ---------------------------------------------------------------
+
+original_signature_algorithm_allowed = DisallowWeakAlgorithmsPolicy.signature_algorithm_allowed
+_VERDICTS = "_hsdt_signature_verdicts"
+VERDICTS_KEPT = 256
+"""Verdicts kept per policy (all forgotten at once when full): mechanisms × keys in use."""
+
+
+def signature_algorithm_allowed(self: DisallowWeakAlgorithmsPolicy,
+                                algo: algos.SignedDigestAlgorithm, moment: datetime | None,
+                                public_key: keys.PublicKeyInfo | None
+                                ) -> AlgorithmUsageConstraint:
+    """pyHanko-certvalidator's verdict, kept on the policy object for the mechanism's
+    encoding and the key's encoding: all it reads besides the policy's own settings, which
+    are fixed when it is made. This policy ignores the moment (it bans algorithms outright,
+    at any date; pinned pyHanko-certvalidator, and a test holds it to that). Verdicts are
+    immutable values. A subclass, which may decide otherwise, is asked every time."""
+    if type(self) is not DisallowWeakAlgorithmsPolicy:
+        return original_signature_algorithm_allowed(self, algo, moment, public_key)
+    key = (algo.dump(), public_key.dump() if public_key is not None else None)
+    verdicts: dict[tuple[bytes, bytes | None], AlgorithmUsageConstraint] = \
+        self.__dict__.setdefault(_VERDICTS, {})
+    found = verdicts.get(key)
+    if found is None:
+        if len(verdicts) >= VERDICTS_KEPT:  # pyHanko's default policy lives as long as the process
+            verdicts.clear()
+        found = verdicts[key] = original_signature_algorithm_allowed(self, algo, moment, public_key)
+    return found

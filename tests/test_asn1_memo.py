@@ -1,0 +1,134 @@
+"""Kept answers for values that do not change (:mod:`hsdt.signing._asn1_memo`): the same
+answers as asn1crypto's and pyHanko-certvalidator's own, computed once where it is safe, and
+every time where it is not."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from asn1crypto import algos, core, keys, x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko_certvalidator.policy_decl import DisallowWeakAlgorithmsPolicy
+from test_speedups import _cms_of
+
+from hsdt.signing import _asn1_memo, parsed
+
+
+def _oids(value: object) -> Iterator[core.ObjectIdentifier]:
+    """Every object identifier in a parsed value, walking its native tree's owners."""
+    if isinstance(value, core.ObjectIdentifier):
+        yield value
+    elif isinstance(value, core.Sequence | core.SequenceOf):
+        for child in (value[k] for k in range(len(value))) if isinstance(value, core.SequenceOf) \
+                else (value[k] for k in value):
+            yield from _oids(child)
+    elif isinstance(value, core.Choice):
+        yield from _oids(value.chosen)
+
+
+def test_every_identifier_of_a_record_reads_as_asn1crypto_reads_it(sealed: bytes) -> None:
+    found = [oid for sd in _cms_of(sealed) for oid in _oids(sd)]
+    assert len(found) > 500
+    for oid in found:
+        fresh = type(oid).load(oid.dump())
+        assert _asn1_memo.dotted.fget(oid) == _asn1_memo.original_dotted.fget(fresh)
+        assert oid.native == fresh.native
+
+
+@settings(max_examples=300, deadline=None)
+@given(contents=st.binary(max_size=12))
+def test_any_encoding_gives_the_dotted_form_asn1crypto_gives(contents: bytes) -> None:
+    ours, theirs = core.ObjectIdentifier(), core.ObjectIdentifier()
+    ours.contents = theirs.contents = contents
+    assert _asn1_memo.dotted.fget(ours) == _asn1_memo.original_dotted.fget(theirs)
+
+
+def test_an_identifier_is_worked_out_once_per_encoding(sealed: bytes) -> None:
+    oids = [oid for sd in _cms_of(sealed)[:4] for oid in _oids(sd)]
+    _asn1_memo._dotted_of.cache_clear()
+    dotted = [type(oid).load(oid.dump()).dotted for oid in oids]
+    assert all(dotted)
+    info = _asn1_memo._dotted_of.cache_info()
+    assert info.misses == len({oid.contents for oid in oids}) < len(oids) and info.hits > 0
+
+
+def _dss_certificates(sealed: bytes) -> list[bytes]:
+    from pyhanko.sign.validation.dss import DocumentSecurityStore
+    dss = DocumentSecurityStore.read_dss(PdfFileReader(io.BytesIO(sealed)))
+    return [c.dump() for c in dss.load_certs()]
+
+
+def test_a_shared_names_string_form_is_made_once_and_a_fresh_ones_every_time(
+        sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    der = _dss_certificates(sealed)[0]
+    shared, fresh = parsed.load(x509.Certificate, der), x509.Certificate.load(der)
+    expected = _asn1_memo.original_name_hashable.fget(x509.Certificate.load(der).subject)
+    assert shared.subject.hashable == fresh.subject.hashable == expected
+    assert parsed.kept(shared.subject) and not parsed.kept(fresh.subject)
+    made: list[int] = []
+    original = _asn1_memo.original_name_hashable
+
+    class Counting:
+        @staticmethod
+        def fget(name: x509.Name) -> str:
+            made.append(1)
+            return str(original.fget(name))
+
+    monkeypatch.setattr(_asn1_memo, "original_name_hashable", Counting)
+    for _ in range(3):
+        assert shared.subject.hashable == fresh.subject.hashable == expected
+    assert len(made) == 3  # the fresh name's, each time; the shared one was made before
+
+
+def _rsa_key(bits: int) -> keys.PublicKeyInfo:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key()
+    return keys.PublicKeyInfo.load(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+
+
+def test_weak_algorithm_verdicts_are_pyhankos_kept_per_policy() -> None:
+    strong, weak_key = _rsa_key(2048), _rsa_key(1024)
+    mechanisms = [algos.SignedDigestAlgorithm({"algorithm": a}) for a in
+                  ("sha256_rsa", "sha1_rsa", "md5_rsa", "sha512_rsa", "sha256_ecdsa")]
+    moments = [None, datetime(2026, 1, 1, tzinfo=UTC), datetime(2046, 1, 1, tzinfo=UTC)]
+    ours, theirs = DisallowWeakAlgorithmsPolicy(), DisallowWeakAlgorithmsPolicy()
+    verdicts = set()
+    for algo in mechanisms:
+        for key in (strong, weak_key, None):
+            answers = {_asn1_memo.original_signature_algorithm_allowed(theirs, algo, m, key)
+                       for m in moments}
+            assert len(answers) == 1  # this policy does not look at the moment
+            for m in moments:
+                assert _asn1_memo.signature_algorithm_allowed(ours, algo, m, key) in answers
+            verdicts |= answers
+    assert len({v.allowed for v in verdicts}) == 2  # weak ones refused, strong ones allowed
+    assert len(vars(ours)[_asn1_memo._VERDICTS]) == len(mechanisms) * 3
+
+
+def test_a_policy_of_its_own_is_asked_every_time() -> None:
+    class Stricter(DisallowWeakAlgorithmsPolicy):
+        asked = 0
+
+        def signature_algorithm_allowed(self, *args: object) -> object:  # type: ignore[override]
+            Stricter.asked += 1
+            return super().signature_algorithm_allowed(*args)  # type: ignore[arg-type]
+
+    policy, algo = Stricter(), algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"})
+    for _ in range(3):
+        _asn1_memo.signature_algorithm_allowed(policy, algo, None, None)
+    assert _asn1_memo._VERDICTS not in vars(policy)
+
+
+def test_the_kept_verdicts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_asn1_memo, "VERDICTS_KEPT", 2)
+    policy = DisallowWeakAlgorithmsPolicy()
+    for a in ("sha256_rsa", "sha384_rsa", "sha512_rsa"):
+        _asn1_memo.signature_algorithm_allowed(policy, algos.SignedDigestAlgorithm({"algorithm": a}),
+                                               None, None)
+    assert len(vars(policy)[_asn1_memo._VERDICTS]) == 1
