@@ -16,6 +16,7 @@ from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfReadError, PdfStreamError
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.xref import XRefSectionData
 from pyhanko.sign.validation import generic_cms
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.errors import OCSPValidationError
@@ -109,6 +110,22 @@ def test_xref_lookups_are_the_originals(sealed: bytes, ours: Any, theirs: Any,
             expected = _outcome(partial(theirs, orig.xrefs, ref, *at))
             for _ in range(2):  # computed, then remembered
                 assert _outcome(partial(ours, mine.xrefs, ref, *at)) == expected, (ref, rev)
+
+
+def test_each_objects_place_in_each_revision_is_read_once(sealed: bytes,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = PdfFileReader(io.BytesIO(sealed), strict=False)
+    refs, revisions = _all_refs(reader), reader.xrefs.total_revisions
+    read: list[int] = []
+    original = XRefSectionData.try_resolve
+    monkeypatch.setattr(XRefSectionData, "try_resolve",
+                        lambda section, ref: (read.append(1), original(section, ref))[1])
+    for rev in range(revisions):
+        for ref in refs:
+            reader.xrefs.get_historical_ref(ref, rev)
+            reader.xrefs.get_last_change(ref)
+            reader.xrefs.get_introducing_revision(ref)
+    assert len(read) == revisions * len(refs)  # pyHanko's scans: several times that per call
 
 
 def _page_annotated(pdf: bytes) -> bytes:

@@ -16,7 +16,7 @@ within one verification, for the comparison of distinguished names
 3. Four for pyHanko's modification analysis, which was most of a sealed record's
 verification: each revision's objects are parsed once instead of once per revision that
 looks at them (:func:`get_object`), the revisions that wrote an object are looked up
-once (:func:`_remembered`), and the map of paths to every object of a revision is
+once (:func:`_history`), and the map of paths to every object of a revision is
 built from the parsed objects instead of from a per-revision copy of each, and carried
 over from the revision before where that revision's writes allow
 (:func:`load_reverse_xref_cache`); each revision view's copies of objects and its walk for
@@ -53,7 +53,7 @@ import codecs
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from io import BytesIO
@@ -364,46 +364,77 @@ def get_object(self: PdfFileReader, ref: generic.Reference, revision: int | None
     return obj
 
 
-_NO_SECTION = object()  # the lookup raised KeyError: no section has the object
+_HISTORIES = "_hsdt_histories"
+_History = tuple[tuple[int, Any], ...]
 
 
-def _remembered(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``original``, one of pyHanko's ``XRefCache`` lookups by reference (and revision),
-    remembered per xref table.
+def _history(xrefs: XRefCache, ref: generic.Reference) -> _History | None:
+    """Where each revision's xref section puts ``ref`` (pyHanko's ``try_resolve``), for the
+    sections that know it, oldest first: what the three lookups below read, one revision at
+    a time, on every call.
 
-    pyHanko scans the revisions' xref sections on every call, catching a KeyError for each
-    section without the object, and modification analysis asks these for every object it
-    touches: tens of thousands of scans of 17 sections per record. The sections are read
-    once, when the file is opened, and never change, so each answer (or the KeyError for an
-    object no section has) is kept on the table.
+    pyHanko scans the sections on every call, catching a KeyError for each section without
+    the object, and modification analysis asks for every object it touches at every
+    revision it compares: tens of thousands of scans of 17 sections per record. The
+    sections are read once, when the file is opened, and never change, so each object's
+    history is read once per table. A section that fails otherwise than with "not here"
+    (``None``: no history) leaves the object to pyHanko's lookups, which meet it in their
+    own order.
     """
-    attr = f"_hsdt_{original.__name__}"
-
-    @functools.wraps(original)
-    def lookup(self: XRefCache, ref: generic.Reference, *revision: int) -> Any:
-        memo: dict[tuple[int, ...], Any] = self.__dict__.setdefault(attr, {})
-        key = (ref.idnum, ref.generation, *revision)
+    memo: dict[tuple[int, int], _History] = xrefs.__dict__.setdefault(_HISTORIES, {})
+    key = (ref.idnum, ref.generation)
+    found = memo.get(key)
+    if found is None:
+        entries: list[tuple[int, Any]] = []
         try:
-            found = memo[key]
-        except KeyError:
-            try:
-                found = original(self, ref, *revision)
-            except KeyError:
-                found = _NO_SECTION
-            memo[key] = found
-        if found is _NO_SECTION:
-            raise KeyError(ref)
-        return found
-
-    return lookup
+            for revision, section in enumerate(xrefs._xref_sections):
+                try:  # noqa: SIM105 - a context manager per section costs more than the lookup
+                    entries.append((revision, section.xref_data.try_resolve(ref)))
+                except KeyError:
+                    pass  # not in this section
+        except Exception:
+            return None
+        found = memo[key] = tuple(entries)
+    return found
 
 
 _original_last_change = XRefCache.get_last_change
 _original_introducing = XRefCache.get_introducing_revision
 _original_historical_ref = XRefCache.get_historical_ref
-get_last_change = _remembered(_original_last_change)
-get_introducing_revision = _remembered(_original_introducing)
-get_historical_ref = _remembered(_original_historical_ref)
+
+
+def get_last_change(self: XRefCache, ref: generic.Reference) -> int:
+    """pyHanko's: the newest revision whose section knows ``ref`` (freed included)."""
+    history = _history(self, ref)
+    if history is None:
+        return cast(int, _original_last_change(self, ref))
+    if not history:
+        raise KeyError(ref)
+    return history[-1][0]
+
+
+def get_introducing_revision(self: XRefCache, ref: generic.Reference) -> int:
+    """pyHanko's: the oldest revision whose section gives ``ref`` a place."""
+    history = _history(self, ref)
+    if history is None:
+        return cast(int, _original_introducing(self, ref))
+    for revision, place in history:
+        if place is not None:
+            return revision
+    raise KeyError(ref)
+
+
+def get_historical_ref(self: XRefCache, ref: generic.Reference, revision: int) -> Any:
+    """pyHanko's: where the newest section up to ``revision`` that knows ``ref`` puts it."""
+    history = _history(self, ref)
+    if history is None:
+        return _original_historical_ref(self, ref, revision)
+    place = None
+    for written, where in history:
+        if written > revision:
+            break
+        place = where
+    return place
 
 
 _original_from_stream = PdfFileReader._get_object_from_stream
