@@ -132,3 +132,60 @@ def test_the_kept_verdicts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         _asn1_memo.signature_algorithm_allowed(policy, algos.SignedDigestAlgorithm({"algorithm": a}),
                                                None, None)
     assert len(vars(policy)[_asn1_memo._VERDICTS]) == 1
+
+
+_Signed = tuple[bytes, bytes, keys.PublicKeyInfo, algos.SignedDigestAlgorithm]
+
+
+def _signed_by_issuer(sealed: bytes) -> list[_Signed]:
+    """Each certificate of the record's DSS whose issuer is there too: what its issuer signed."""
+    certs = [x509.Certificate.load(der) for der in _dss_certificates(sealed)]
+    by_subject = {c.subject.dump(): c for c in certs}
+    return [(c.signature, c["tbs_certificate"].dump(), by_subject[c.issuer.dump()].public_key,
+             c["signature_algorithm"]) for c in certs if c.issuer.dump() in by_subject]
+
+
+def test_a_valid_signature_is_checked_once_and_an_invalid_one_every_time(
+        sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.exceptions import InvalidSignature
+    signed = _signed_by_issuer(sealed)
+    assert len(signed) >= 3
+    checked: list[bytes] = []
+    original = _asn1_memo.original_validate_raw
+
+    def counted(signature: bytes, *rest: object) -> None:
+        checked.append(signature)
+        original(signature, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_asn1_memo, "original_validate_raw", counted)
+    monkeypatch.setattr(_asn1_memo, "_valid", {})
+    for _ in range(3):
+        for signature, data, key, algo in signed:
+            _asn1_memo.validate_raw(signature, data, key, algo)
+    assert len(checked) == len(signed)
+    signature, data, key, algo = signed[0]
+    forged = bytes([signature[0] ^ 1]) + signature[1:]
+    for bad in ((forged, data), (signature, data + b"\x00")):
+        for _ in range(2):
+            with pytest.raises(InvalidSignature):
+                _asn1_memo.validate_raw(bad[0], bad[1], key, algo)
+            with pytest.raises(InvalidSignature):
+                original(bad[0], bad[1], key, algo)
+    assert len(checked) == len(signed) + 4  # each refusal checked again
+    other_key = next(k for _, _, k, _ in signed if k.dump() != key.dump())
+    with pytest.raises(InvalidSignature):  # the right bytes under another key
+        _asn1_memo.validate_raw(signature, data, other_key, algo)
+
+
+def test_large_signed_data_is_not_kept_and_the_kept_are_bounded(
+        sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    signature, data, key, algo = _signed_by_issuer(sealed)[0]
+    monkeypatch.setattr(_asn1_memo, "_valid", {})
+    monkeypatch.setattr(_asn1_memo, "LARGEST_KEPT", len(data) - 1)
+    _asn1_memo.validate_raw(signature, data, key, algo)
+    assert not _asn1_memo._valid
+    monkeypatch.setattr(_asn1_memo, "LARGEST_KEPT", 1 << 16)
+    monkeypatch.setattr(_asn1_memo, "VALID_KEPT", 2)
+    for signature, data, key, algo in _signed_by_issuer(sealed)[:3]:
+        _asn1_memo.validate_raw(signature, data, key, algo)
+    assert len(_asn1_memo._valid) == 1

@@ -125,7 +125,9 @@ def test_each_objects_place_in_each_revision_is_read_once(sealed: bytes,
             reader.xrefs.get_historical_ref(ref, rev)
             reader.xrefs.get_last_change(ref)
             reader.xrefs.get_introducing_revision(ref)
-    assert len(read) == revisions * len(refs)  # pyHanko's scans: several times that per call
+    # at most once per section and object (not at all where the section has no entry for
+    # it); pyHanko's own scans ask several times that many for every call
+    assert len(refs) <= len(read) <= revisions * len(refs)
 
 
 def _page_annotated(pdf: bytes) -> bytes:

@@ -71,7 +71,7 @@ from pyhanko.sign.general import SignedDataCerts, _partition_certs, extract_sign
 from pyhanko.sign.validation import generic_cms
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.settings import KeyUsageConstraints
-from pyhanko_certvalidator import PKIXValidationParams, ValidationContext
+from pyhanko_certvalidator import PKIXValidationParams, ValidationContext, sig_validate
 from pyhanko_certvalidator._state import ValProcState
 from pyhanko_certvalidator.authority import Authority
 from pyhanko_certvalidator.path import ValidationPath
@@ -387,9 +387,14 @@ def _history(xrefs: XRefCache, ref: generic.Reference) -> _History | None:
     if found is None:
         entries: list[tuple[int, Any]] = []
         try:
+            idnum = ref.idnum
             for revision, section in enumerate(xrefs._xref_sections):
+                data = section.xref_data
+                if (data.hybrid is None and idnum not in data.xrefs_in_objstm
+                        and idnum not in data.standard_xrefs and idnum not in data.freed):
+                    continue  # try_resolve's every branch would raise KeyError: not here
                 try:  # noqa: SIM105 - a context manager per section costs more than the lookup
-                    entries.append((revision, section.xref_data.try_resolve(ref)))
+                    entries.append((revision, data.try_resolve(ref)))
                 except KeyError:
                     pass  # not in this section
         except Exception:
@@ -1078,6 +1083,7 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (x509.Name, "hashable", _asn1_memo.name_hashable, _asn1_memo.original_name_hashable),
     (DisallowWeakAlgorithmsPolicy, "signature_algorithm_allowed",
      _asn1_memo.signature_algorithm_allowed, _asn1_memo.original_signature_algorithm_allowed),
+    (sig_validate, "_validate_raw", _asn1_memo.validate_raw, _asn1_memo.original_validate_raw),
     (MetadataUpdateRule, "is_well_formed_xml", staticmethod(is_well_formed_xml),
      staticmethod(_original_well_formed_xml)),
 ]
