@@ -609,3 +609,36 @@ def test_a_file_without_encryption_is_remembered_as_such_and_an_encrypted_one_ne
     encrypted = PdfFileReader(out)
     found = [encrypted.encrypt_dict for _ in range(3)]
     assert all(d is not None and d["/Filter"] == "/Standard" for d in found) and len(asked) == 3
+
+
+def _xref_view(reader: PdfFileReader) -> list[Any]:
+    sections = reader.xrefs._xref_sections
+    return [(s.meta_info, sorted(s.xref_data.explicit_refs_in_revision),
+             dict(s.xref_data.xrefs_in_objstm), dict(s.xref_data.standard_xrefs)) for s in sections]
+
+
+def test_xref_streams_read_as_pyhanko_reads_them(sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyhanko.pdf_utils.xref import XRefBuilder
+    token_by_token: list[int] = []
+    original_reader = generic.DictionaryObject.read_from_stream
+    with monkeypatch.context() as m:
+        m.setattr(generic.DictionaryObject, "read_from_stream", staticmethod(
+            lambda *a, **k: (token_by_token.append(1), original_reader(*a, **k))[1]))
+        ours = PdfFileReader(io.BytesIO(sealed), strict=False)
+    assert not token_by_token  # every xref dictionary read by the window reader
+    with monkeypatch.context() as m:
+        m.setattr(XRefBuilder, "_read_xref_stream_object", _speedups._original_xref_stream_object)
+        theirs = PdfFileReader(io.BytesIO(sealed), strict=False)
+    assert len(_xref_view(ours)) == 17 and _xref_view(ours) == _xref_view(theirs)
+    for rev in range(17):
+        assert _same(ours.trailer.flatten(rev), theirs.trailer.flatten(rev))
+    # The last xref stream's dictionary damaged: refused in pyHanko's words either way.
+    at = sealed.rindex(b"/Type /XRef") if b"/Type /XRef" in sealed else sealed.rindex(b"/Type/XRef")
+    start = sealed.rindex(b"<<", 0, at)
+    for damaged in (sealed[:start] + b"[[" + sealed[start + 2:],
+                    sealed[:start] + b"<</Type /NotXRef" + sealed[start + 2:]):
+        mine = _outcome(lambda d=damaged: PdfFileReader(io.BytesIO(d), strict=True))
+        with monkeypatch.context() as m:
+            m.setattr(XRefBuilder, "_read_xref_stream_object", _speedups._original_xref_stream_object)
+            original = _outcome(lambda d=damaged: PdfFileReader(io.BytesIO(d), strict=True))
+        assert mine[0] == original[0] == "error" and mine[1:] == original[1:]

@@ -65,7 +65,7 @@ from pyhanko.pdf_utils import generic, misc
 from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.misc import PdfStreamError
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
-from pyhanko.pdf_utils.xref import XRefCache
+from pyhanko.pdf_utils.xref import XRefBuilder, XRefCache, read_object_header
 from pyhanko.sign.diff_analysis.rules.metadata_rules import MetadataUpdateRule
 from pyhanko.sign.general import SignedDataCerts, _partition_certs, extract_signer_info
 from pyhanko.sign.validation import generic_cms
@@ -953,6 +953,35 @@ def check_signing_certificate(cert: x509.Certificate, signed_attrs: cms.CMSAttri
     _signing_certificates_passed[key] = None
 
 
+# -- the xref streams, read when a file is opened ----------------------------------------------
+
+_original_xref_stream_object = XRefBuilder._read_xref_stream_object
+
+
+def read_xref_stream_object(self: XRefBuilder) -> tuple[generic.Reference, generic.StreamObject]:
+    """pyHanko's ``XRefBuilder._read_xref_stream_object``, its dictionary read by the window
+    reader (:mod:`hsdt.signing._fastparse`) like every other object's.
+
+    pyHanko reads an xref stream's dictionary with its own token-by-token reader (where
+    every value means a read of a fresh window): 17 of them each time a sealed record is
+    opened. For a dictionary (``<<``) both readers give the same object; anything else is
+    read by pyHanko's, which refuses it in its own words. The rest is pyHanko's code.
+    """
+    stream = self.stream
+    idnum, generation = read_object_header(stream, strict=self.strict)
+    xrefstream_ref = generic.Reference(idnum, generation, pdf=self.handler)
+    at = stream.tell()
+    dictionary = stream.read(2) == b"<<"
+    stream.seek(at)
+    if dictionary:
+        xrefstream = _fastparse.read_object(stream, xrefstream_ref)
+    else:
+        xrefstream = generic.StreamObject.read_from_stream(stream, xrefstream_ref)
+    xrefstream.container_ref = xrefstream_ref
+    assert xrefstream.raw_get("/Type") == "/XRef"
+    return xrefstream_ref, xrefstream
+
+
 # -- the reader's encryption dictionary --------------------------------------------------------
 
 _original_encrypt_dict = PdfFileReader.encrypt_dict
@@ -1060,6 +1089,8 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (x509.Name, "__eq__", _name_eq, _original_name_eq),
     (generic.Reference, "__init__", _reference_init, _original_reference_init),
     (PdfFileReader, "get_object", get_object, _original_get_object),
+    (XRefBuilder, "_read_xref_stream_object", read_xref_stream_object,
+     _original_xref_stream_object),
     (PdfFileReader, "encrypt_dict", property(_encrypt_dict, doc=_original_encrypt_dict.__doc__),
      _original_encrypt_dict),
     (PdfFileReader, "_get_object_from_stream", get_object_from_stream, _original_from_stream),
