@@ -12,10 +12,10 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from asn1crypto import crl, ocsp, x509
 from pyhanko.pdf_utils.decode_limits import DecodePurpose
@@ -42,6 +42,7 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.authority import AuthorityWithCert
 from pyhanko_certvalidator.path import ValidationPath
 
+from hsdt.domain.canonical import as_plain
 from hsdt.domain.errors import HsdtError, UnusableInput
 from hsdt.domain.plans import ResolvedPlan
 from hsdt.signing import _speedups, parsed
@@ -368,7 +369,7 @@ class VerificationReport:
         return replace(self, archive=evidence)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return cast(dict[str, Any], as_plain(self))  # dataclasses.asdict, faster
 
 
 _P = TypeVar("_P", x509.Certificate, ocsp.OCSPResponse, crl.CertificateList)
