@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from asn1crypto import algos, core, keys, x509
@@ -189,3 +190,45 @@ def test_large_signed_data_is_not_kept_and_the_kept_are_bounded(
     for signature, data, key, algo in _signed_by_issuer(sealed)[:3]:
         _asn1_memo.validate_raw(signature, data, key, algo)
     assert len(_asn1_memo._valid) == 1
+
+
+def _outcome(fn: Any) -> Any:
+    try:
+        return ("ok", fn())
+    except Exception as exc:
+        return ("error", type(exc), str(exc))
+
+
+def test_attributes_are_found_by_type_as_pyhanko_finds_them(sealed: bytes) -> None:
+    from asn1crypto import cms
+    names = ["content_type", "message_digest", "signing_time", "signing_certificate_v2",
+             "signing_certificate", "cms_algorithm_protection", "signature_time_stamp_token",
+             "not_an_attribute"]
+    seen = 0
+    for sd in _cms_of(sealed):
+        info = sd["signer_infos"][0]
+        for attrs in (info["signed_attrs"], info["unsigned_attrs"]):
+            for name in names:
+                ours = list(_asn1_memo.find_cms_attribute_iter(attrs, name))
+                theirs = list(_asn1_memo.original_attribute_iter(attrs, name))
+                assert len(ours) == len(theirs) and all(a is b for a, b in zip(ours, theirs, strict=True))
+                seen += len(ours)
+                unique = _outcome(lambda a=attrs, n=name: _asn1_memo.find_unique_cms_attribute(a, n))
+                expected = _outcome(lambda a=attrs, n=name: _asn1_memo.original_unique_attribute(a, n))
+                assert unique[0] == expected[0] and (unique[1] is expected[1] if unique[0] == "ok"
+                                                     else unique[1:] == expected[1:])
+            if isinstance(attrs, cms.CMSAttributes) and len(attrs):
+                assert _asn1_memo._INDEX in vars(attrs)  # types read once for this object
+    assert seen > 100
+    # twice the same type: refused in pyHanko's words; a plain list and a changed set of
+    # attributes are looked through as pyHanko looks
+    attrs = _cms_of(sealed)[0]["signer_infos"][0]["signed_attrs"].copy()
+    doubled = cms.CMSAttributes([*attrs, attrs[0]])
+    assert _outcome(lambda: _asn1_memo.find_unique_cms_attribute(doubled, attrs[0]["type"].native)) \
+        == _outcome(lambda: _asn1_memo.original_unique_attribute(doubled, attrs[0]["type"].native))
+    for plain in (list(attrs), None, []):
+        assert list(_asn1_memo.find_cms_attribute_iter(plain, "message_digest")) == \
+            list(_asn1_memo.original_attribute_iter(plain, "message_digest"))
+    before = len(list(_asn1_memo.find_cms_attribute_iter(attrs, "message_digest")))
+    attrs.append(attrs[[a["type"].native for a in attrs].index("message_digest")])
+    assert len(list(_asn1_memo.find_cms_attribute_iter(attrs, "message_digest"))) == before + 1

@@ -69,6 +69,7 @@ from pyhanko.pdf_utils.xref import XRefBuilder, XRefCache, read_object_header
 from pyhanko.sign.diff_analysis.rules.metadata_rules import MetadataUpdateRule
 from pyhanko.sign.general import SignedDataCerts, _partition_certs, extract_signer_info
 from pyhanko.sign.validation import generic_cms
+from pyhanko.sign.validation import utils as validation_utils
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko_certvalidator import PKIXValidationParams, ValidationContext, sig_validate
@@ -1115,6 +1116,13 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (DisallowWeakAlgorithmsPolicy, "signature_algorithm_allowed",
      _asn1_memo.signature_algorithm_allowed, _asn1_memo.original_signature_algorithm_allowed),
     (sig_validate, "_validate_raw", _asn1_memo.validate_raw, _asn1_memo.original_validate_raw),
+    # validation only (signing builds attributes, and pyHanko's own module stays as it is)
+    (generic_cms, "find_cms_attribute_iter", _asn1_memo.find_cms_attribute_iter,
+     _asn1_memo.original_attribute_iter),
+    (generic_cms, "find_unique_cms_attribute", _asn1_memo.find_unique_cms_attribute,
+     _asn1_memo.original_unique_attribute),
+    (validation_utils, "find_unique_cms_attribute", _asn1_memo.find_unique_cms_attribute,
+     _asn1_memo.original_unique_attribute),
     (MetadataUpdateRule, "is_well_formed_xml", staticmethod(is_well_formed_xml),
      staticmethod(_original_well_formed_xml)),
 ]
