@@ -28,7 +28,7 @@ from hsdt.signing import _speedups, parsed
 
 @pytest.mark.parametrize("raw", [
     b"<48656c6c6f> rest", b"<>", b"<4 8\n65\r\n6C\t6c 6F>", b"<ABC>", b"<" + b"00" * 70_000 + b">x",
-    b"<feff00480069>",
+    b"<feff00480069>", b"<486>", b"<4>", b"< >", b"<\x00 48>",
 ])
 def test_same_result_and_position(raw: bytes) -> None:
     a, b = io.BytesIO(raw), io.BytesIO(raw)
@@ -36,11 +36,15 @@ def test_same_result_and_position(raw: bytes) -> None:
     assert a.tell() == b.tell()
 
 
-@pytest.mark.parametrize("raw", [b"<48zz>", b"<4865"])
+@pytest.mark.parametrize("raw", [b"<48zz>", b"<4865", b"<4g>", b"<48 6g 1>", b"<4g", b"<48-65>",
+                                 b"<486\xff>", b"<" + b"00" * 70_000 + b"x>"])
 def test_same_errors(raw: bytes) -> None:
+    outcomes = []
     for reader in (_speedups.read_hex_string_from_stream, _speedups._original):
-        with pytest.raises(PdfStreamError):
+        with pytest.raises(PdfStreamError) as caught:
             reader(io.BytesIO(raw))
+        outcomes.append(str(caught.value))
+    assert outcomes[0] == outcomes[1]
 
 
 @pytest.mark.parametrize("value", ["Nguyễn Thị Thư", "  HSDT   Test  Root CA ", "ÅNGSTRÖM", "Ｈｏàng"])

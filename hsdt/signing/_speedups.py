@@ -57,7 +57,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from io import BytesIO
-from typing import IO, Any, NamedTuple, cast
+from typing import IO, Any, NamedTuple, NoReturn, cast
 
 from asn1crypto import cms, core, x509
 from cryptography.hazmat.primitives import hashes
@@ -84,8 +84,8 @@ from pyhanko_certvalidator.util import CancelableAsyncIterator, get_pyca_cryptog
 from hsdt.signing import _asn1_memo, _fastparse, _revision_views, parsed
 
 _original = generic.read_hex_string_from_stream
-_HEX = re.compile(rb"[0-9A-Fa-f]*")
 _HEX_END = re.compile(rb">")
+_NOT_HEX = re.compile(rb"[^0-9A-Fa-f]")
 _CHUNK = 1 << 16
 _LOOKAHEAD = 64
 
@@ -115,17 +115,23 @@ def read_hex_string_from_stream(stream: IO[bytes]) -> generic.ByteStringObject |
     stream.read(1)  # the opening '<'
     start = stream.tell()
     before, at = _scan(stream, _HEX_END, chunk=_CHUNK)
-    if at is None:
-        raise PdfStreamError("Unexpected end of stream in hex string")
-    stream.seek(start + at + 1)
     digits = before.translate(None, misc.PDF_WHITESPACE)
-    if not _HEX.fullmatch(digits):
-        bad = re.search(rb"[^0-9A-Fa-f]", digits)
-        raise PdfStreamError("Unexpected token in hex string: "
-                             + repr(bad.group(0) if bad else digits[:1]))
+    if at is None:  # pyHanko meets the first wrong byte, or else the end, as it reads on
+        _refuse_hex(digits, "Stream ended prematurely")
+    stream.seek(start + at + 1)
     if len(digits) % 2:
         digits += b"0"
-    return generic.pdf_string(binascii.unhexlify(digits))
+    try:  # unhexlify takes hex digits only: what it accepts is what pyHanko accepts
+        value = binascii.unhexlify(digits)
+    except binascii.Error:
+        _refuse_hex(digits, "")
+    return generic.pdf_string(value)
+
+
+def _refuse_hex(digits: bytes, otherwise: str) -> NoReturn:
+    bad = _NOT_HEX.search(digits)
+    raise PdfStreamError("Unexpected token in hex string: " + repr(bad.group(0)) if bad
+                         else otherwise)
 
 
 # -- 1b. the tokeniser's byte-at-a-time loops -------------------------------------------------
