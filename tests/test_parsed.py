@@ -120,3 +120,18 @@ def test_a_verification_trusts_the_shared_anchor_objects(world: World, sealed: b
     anchors = list(vc.path_builder.trust_manager.iter_certs())
     assert sorted(a.dump() for a in anchors) == sorted(r.dump() for r in verifier.trust_roots)
     assert all(a is parsed.load(x509.Certificate, a.dump()) for a in anchors)
+
+
+def test_a_damaged_value_is_shared_as_asn1crypto_parsed_it(
+        sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parsed._local, "cache", OrderedDict(), raising=False)
+    der = _certs(sealed)[-1]
+
+    def damaged(self: x509.Certificate) -> None:
+        raise ValueError("a damaged subject (test)")
+
+    monkeypatch.setattr(x509.Certificate, "subject", property(damaged))
+    cert = parsed.load(x509.Certificate, der)  # no error here: asn1crypto parses lazily
+    assert not parsed.kept(cert) and cert.dump() == der
+    with pytest.raises(ValueError, match="damaged subject"):
+        _ = cert.subject  # where pyHanko meets it

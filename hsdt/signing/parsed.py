@@ -85,12 +85,21 @@ class _Encoding:
 
 
 def _keep_encodings(value: x509.Certificate | ocsp.OCSPResponse | crl.CertificateList) -> None:
-    parts: list[Asn1Value] = [value]
-    if isinstance(value, x509.Certificate):
-        tbs = value["tbs_certificate"]
-        parts += [tbs, value.subject, value.subject.chosen, value.issuer, value.issuer.chosen,
-                  value.public_key]
-    elif isinstance(value, crl.CertificateList):
-        parts += [value.issuer, value.issuer.chosen]
-    for part in parts:
-        part.dump = _Encoding(part)  # type: ignore[method-assign]
+    """Give ``value`` and the parts path validation asks for most an :class:`_Encoding`.
+
+    Reading those parts parses them; a damaged value is left as asn1crypto made it, to
+    fail (or not) where and when it always did, lazily.
+    """
+    try:
+        parts: list[Asn1Value] = [value]
+        if isinstance(value, x509.Certificate):
+            tbs = value["tbs_certificate"]
+            parts += [tbs, value.subject, value.subject.chosen, value.issuer,
+                      value.issuer.chosen, value.public_key]
+        elif isinstance(value, crl.CertificateList):
+            parts += [value.issuer, value.issuer.chosen]
+        encodings = [(part, _Encoding(part)) for part in parts]
+    except Exception:  # asn1crypto's errors are ValueErrors, mostly: any of them
+        return
+    for part, encoding in encodings:
+        part.dump = encoding  # type: ignore[method-assign]
