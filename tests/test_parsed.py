@@ -135,3 +135,22 @@ def test_a_damaged_value_is_shared_as_asn1crypto_parsed_it(
     assert not parsed.kept(cert) and cert.dump() == der
     with pytest.raises(ValueError, match="damaged subject"):
         _ = cert.subject  # where pyHanko meets it
+
+
+def test_dss_evidence_keeps_one_certificate_per_issuer_and_serial_as_pyhanko_does(
+        sealed: bytes) -> None:
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    w = IncrementalPdfFileWriter(io.BytesIO(sealed))
+    dss = w.root["/DSS"]
+    certs = dss["/Certs"]
+    first = certs[0].get_object().data
+    certs.append(w.add_object(generic.StreamObject(stream_data=first)))  # the same again
+    w.update_container(certs if isinstance(dss.raw_get("/Certs"), generic.IndirectObject) else dss)
+    out = io.BytesIO()
+    w.write(out)
+    reader = PdfFileReader(out)
+    ours = _DssEvidence.read(reader)
+    theirs = DocumentSecurityStore.read_dss(reader)
+    assert ours is not None and len(certs) == len(theirs.certs) + 1
+    assert [c.dump() for c in ours.certs] == [c.get_object().data for c in theirs.certs.values()]

@@ -8,6 +8,7 @@ ran and passed, never by default.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from asn1crypto import crl, ocsp, x509
 from pyhanko.pdf_utils.decode_limits import DecodePurpose
-from pyhanko.pdf_utils.misc import PdfReadError
+from pyhanko.pdf_utils.misc import PdfReadError, get_and_apply
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader
 from pyhanko.sign.diff_analysis import (
     DEFAULT_DIFF_POLICY,
@@ -30,8 +31,7 @@ from pyhanko.sign.diff_analysis import (
 )
 from pyhanko.sign.diff_analysis.form_rules_api import FormUpdate, FormUpdatingRule
 from pyhanko.sign.fields import FieldMDPSpec, MDPPerm
-from pyhanko.sign.validation.dss import DocumentSecurityStore
-from pyhanko.sign.validation.errors import SignatureValidationError, ValidationInfoReadingError
+from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko.sign.validation.pdf_embedded import (
     EmbeddedPdfSignature,
     async_validate_pdf_signature,
@@ -390,13 +390,26 @@ class _DssEvidence:
 
     @classmethod
     def read(cls, reader: PdfFileReader) -> _DssEvidence | None:
+        """What pyHanko's ``DocumentSecurityStore.read_dss`` reads (the same entries, in its
+        order, with its errors), each value parsed once and shared: pyHanko's reader
+        parses every certificate afresh to key it by issuer and serial, and reads each
+        OCSP response and CRL twice."""
         try:
-            dss = DocumentSecurityStore.read_dss(reader)
-        except (ValidationInfoReadingError, KeyError, ValueError):
+            dss = reader.root["/DSS"]
+            certs: dict[str, x509.Certificate] = {}
+            for ref in get_and_apply(dss, "/Certs", list, default=[]):
+                cert = parsed.load(x509.Certificate,
+                                   ref.get_object().read_data(DecodePurpose.CERTIFICATE))
+                certs[cert.issuer_serial] = cert  # one per issuer and serial, as pyHanko keeps
+            ocsps = _load(ocsp.OCSPResponse, DecodePurpose.OCSP_RESPONSE,
+                          get_and_apply(dss, "/OCSPs", list, default=[]))
+            crls = _load(crl.CertificateList, DecodePurpose.CRL,
+                         get_and_apply(dss, "/CRLs", list, default=[]))
+            with contextlib.suppress(KeyError):
+                dict(dss["/VRI"])  # read as pyHanko reads it (and refuses a malformed one)
+        except (KeyError, ValueError):  # no DSS (pyHanko: NoDSSFoundError), or a damaged value
             return None
-        return cls(_load(x509.Certificate, DecodePurpose.CERTIFICATE, dss.certs.values()),
-                   _load(ocsp.OCSPResponse, DecodePurpose.OCSP_RESPONSE, dss.ocsps),
-                   _load(crl.CertificateList, DecodePurpose.CRL, dss.crls))
+        return cls(tuple(certs.values()), ocsps, crls)
 
     @cached_property
     def digests(self) -> frozenset[str]:
