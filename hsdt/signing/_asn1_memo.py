@@ -106,7 +106,10 @@ def signature_algorithm_allowed(self: DisallowWeakAlgorithmsPolicy,
     immutable values. A subclass, which may decide otherwise, is asked every time."""
     if type(self) is not DisallowWeakAlgorithmsPolicy:
         return original_signature_algorithm_allowed(self, algo, moment, public_key)
-    key = (algo.dump(), public_key.dump() if public_key is not None else None)
+    try:
+        key = (algo.dump(), public_key.dump() if public_key is not None else None)
+    except Exception:  # a damaged value: the original decides on it in its own way
+        return original_signature_algorithm_allowed(self, algo, moment, public_key)
     verdicts: dict[tuple[bytes, bytes | None], AlgorithmUsageConstraint] = \
         self.__dict__.setdefault(_VERDICTS, {})
     found = verdicts.get(key)
@@ -136,11 +139,14 @@ def validate_raw(signature: bytes, signed_data: bytes, public_key_info: keys.Pub
     (raises if it is not valid), a success kept by the signature, the data, the key's and
     the mechanism's encodings and the context's two settings: all the check reads. The
     check is a pure function of those bytes, so the same bytes are valid again."""
-    if len(signed_data) > LARGEST_KEPT:
+    try:
+        key = (bytes(signature), bytes(signed_data), public_key_info.dump(),
+               signature_algorithm.dump(), context.contextual_md_algorithm, context.prehashed)
+    except Exception:  # a damaged value: the original fails on it in its own way
+        key = None
+    if key is None or len(signed_data) > LARGEST_KEPT:
         original_validate_raw(signature, signed_data, public_key_info, signature_algorithm, context)
         return
-    key = (bytes(signature), bytes(signed_data), public_key_info.dump(),
-           signature_algorithm.dump(), context.contextual_md_algorithm, context.prehashed)
     if key in _valid:
         return
     original_validate_raw(signature, signed_data, public_key_info, signature_algorithm, context)

@@ -951,7 +951,11 @@ def check_signing_certificate(cert: x509.Certificate, signed_attrs: cms.CMSAttri
     digest, so they name one CMS). A refusal is not kept: the original refuses again,
     with its own error.
     """
-    key = (cert.dump(), signed_attrs.contents or b"")
+    try:
+        key = (cert.dump(), signed_attrs.contents or b"")
+    except Exception:  # a damaged value: the original refuses it in its own way
+        _original_signing_certificate(cert, signed_attrs)
+        return
     if key in _signing_certificates_passed:
         return
     _original_signing_certificate(cert, signed_attrs)  # raises if it does not match
