@@ -334,3 +334,28 @@ def test_objects_longer_than_the_window(handler: PdfFileReader, size: int) -> No
                  b"<</Length 5>>stream\nabcde\nendstream", numbers[: size // 2]):
         ours, theirs = _read(True, data, handler, False), _read(False, data, handler, False)
         assert ours[1] == theirs[1] and _same_read(ours[0], theirs[0])
+
+
+def test_a_signature_value_is_read_in_one_window(sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    refs = [s.sig_field.raw_get("/V").reference
+            for s in PdfFileReader(io.BytesIO(sealed)).embedded_signatures]
+    assert len(refs) >= 16
+    windows: list[int] = []
+    original_init = _fastparse._Reader.__init__
+
+    def counted(self: Any, *args: Any) -> None:
+        windows.append(1)
+        original_init(self, *args)
+
+    monkeypatch.setattr(_fastparse._Reader, "__init__", counted)
+    ours, theirs = PdfFileReader(io.BytesIO(sealed)), PdfFileReader(io.BytesIO(sealed))
+    for ref in refs:
+        windows.clear()
+        value = ours.get_object(ref)
+        assert len(windows) == 1  # widened in place, not read again from the start
+        assert len(value["/Contents"]) * 2 > _fastparse._WINDOW
+        with monkeypatch.context() as m:
+            m.setattr(generic, "read_object", _fastparse._original_read_object)
+            expected = theirs.get_object(ref)
+        assert list(value) == list(expected) and all(
+            value.raw_get(k) == expected.raw_get(k) for k in value)

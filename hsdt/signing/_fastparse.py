@@ -180,12 +180,25 @@ class _Reader:
         return data, after, False
 
     def delegated(self, pos: int) -> tuple[Any, int]:
-        """A value pyHanko's own reader reads (a string): at its place in the stream."""
+        """A value pyHanko's own reader reads (a string): at its place in the stream.
+
+        A string that runs past the window (a signature's /Contents: 20 000 hex digits)
+        widens the window to what was read and a little beyond, rather than having the
+        whole object, and that string, read again."""
         self.stream.seek(self.start + pos)
         obj = _original_read_object(self.stream, self.container_ref)
         end = self.stream.tell() - self.start
+        if end > len(self.data) and not self.at_eof:
+            self.widen(end + _WINDOW)
         self.need(end)
         return obj, end
+
+    def widen(self, size: int) -> None:
+        """Read on from the stream until the window holds ``size`` bytes, or the data ends."""
+        self.stream.seek(self.start + len(self.data))
+        more = self.stream.read(size - len(self.data))
+        self.data += more
+        self.at_eof = len(self.data) < size
 
 
 def read_object(stream: IO[bytes], container_ref: Any, as_metadata_stream: bool = False,
