@@ -8,8 +8,11 @@ with binascii; the whitespace skipper, the delimiter and number scanners and the
 decoder (1b) search chunks with one-byte patterns, where the cut into chunks cannot change
 the answer, and hand anything unusual (a comment, an escape in a name, an odd argument)
 to the original. The same results, positions and errors, measured several times faster.
-Whole objects are read from a window of bytes (:mod:`hsdt.signing._fastparse`), and an
-object stream's header once per stream (:func:`get_object_from_stream`).
+Literal strings whose escapes mean the same to ``codecs.escape_decode`` are decoded at
+once (:func:`_read_string_literal_bytes`). Whole objects are read from a window of bytes
+(:mod:`hsdt.signing._fastparse`), the xref streams' dictionaries too
+(:func:`read_xref_stream_object`), and an object stream's header once per stream
+(:func:`get_object_from_stream`).
 2. A cache for asn1crypto's name string preparation (see :func:`_cached_prep`), and,
 within one verification, for the comparison of distinguished names
 (:func:`name_comparisons_remembered`).
