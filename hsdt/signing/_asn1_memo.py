@@ -127,8 +127,9 @@ _valid: dict[tuple[bytes, bytes, bytes, bytes, str | None, bool], None] = {}
 VALID_KEPT = 2048
 """Valid signatures kept (all forgotten at once when full): a province's CA and signer
 certificates, its CRLs and a batch's worth of OCSP responses."""
-LARGEST_KEPT = 1 << 16
-"""Signed data longer than this (a large CRL) is checked every time, not kept."""
+LARGEST_KEPT = 1 << 14
+"""Signed data longer than this (a large CRL) is checked every time, not kept: what is kept
+stays under some 32 MB per process, whatever the records carry."""
 
 
 def validate_raw(signature: bytes, signed_data: bytes, public_key_info: keys.PublicKeyInfo,
