@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from asn1crypto import algos, cms, core, keys, x509
 from pyhanko.sign import general
@@ -36,6 +36,21 @@ from pyhanko_certvalidator import sig_validate
 from pyhanko_certvalidator.policy_decl import AlgorithmUsageConstraint, DisallowWeakAlgorithmsPolicy
 
 from hsdt.signing import parsed
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def remember(memo: dict[K, V], key: K, value: V, limit: int) -> V:
+    """Keep ``value`` under ``key``; a memo at ``limit`` entries forgets them all first.
+
+    The memos live as long as their process (or pyHanko's default policy): all at once is
+    the cheapest bound, and what they hold is refilled within a record or two."""
+    if len(memo) >= limit:
+        memo.clear()
+    memo[key] = value
+    return value
+
 
 # -- 1. object identifiers -----------------------------------------------------------------
 
@@ -114,9 +129,9 @@ def signature_algorithm_allowed(self: DisallowWeakAlgorithmsPolicy,
         self.__dict__.setdefault(_VERDICTS, {})
     found = verdicts.get(key)
     if found is None:
-        if len(verdicts) >= VERDICTS_KEPT:  # pyHanko's default policy lives as long as the process
-            verdicts.clear()
-        found = verdicts[key] = original_signature_algorithm_allowed(self, algo, moment, public_key)
+        found = remember(verdicts, key,
+                         original_signature_algorithm_allowed(self, algo, moment, public_key),
+                         VERDICTS_KEPT)
     return found
 
 
@@ -151,9 +166,7 @@ def validate_raw(signature: bytes, signed_data: bytes, public_key_info: keys.Pub
     if key in _valid:
         return
     original_validate_raw(signature, signed_data, public_key_info, signature_algorithm, context)
-    if len(_valid) >= VALID_KEPT:
-        _valid.clear()
-    _valid[key] = None
+    remember(_valid, key, None, VALID_KEPT)
 
 
 # -- 5. attributes of a CMS, by type --------------------------------------------------------------

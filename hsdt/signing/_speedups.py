@@ -962,9 +962,7 @@ def check_signing_certificate(cert: x509.Certificate, signed_attrs: cms.CMSAttri
     if key in _signing_certificates_passed:
         return
     _original_signing_certificate(cert, signed_attrs)  # raises if it does not match
-    if len(_signing_certificates_passed) >= SIGNING_CERTIFICATES_KEPT:
-        _signing_certificates_passed.clear()
-    _signing_certificates_passed[key] = None
+    _asn1_memo.remember(_signing_certificates_passed, key, None, SIGNING_CERTIFICATES_KEPT)
 
 
 # -- the xref streams, read when a file is opened ----------------------------------------------
