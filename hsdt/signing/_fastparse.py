@@ -6,7 +6,8 @@ parses some four thousand such values per file, and parsing was a third of the m
 analysis. This reader reads the object's bytes once (a window, widened if the object is
 longer) and walks names, numbers, references, booleans, nulls, arrays and dictionaries
 with compiled patterns, producing the very objects pyHanko produces — same types, values,
-``container_ref`` and the stream left at the same position.
+``container_ref`` and the stream left at the same position. An array of nothing but
+numbers (a font's widths: hundreds per font) is taken in one match and one split.
 
 Everything else goes to pyHanko's own code: a string or a hex string is read by its reader
 at its position; a stream's payload by pyHanko's payload reader; and anything unusual — a
@@ -35,6 +36,12 @@ _NUMBER_RUN = re.compile(rb"[+,\-.0-9]*")  # what pyHanko's number reader takes 
 _INT = re.compile(rb"[+-]?[0-9]+")
 _FLOAT = re.compile(rb"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)")
 _REF = re.compile(rb"([0-9]+)[ \t\n\r\x0c]+([0-9]+)[ \t\n\r\x0c]+R")
+# An array of nothing but numbers (a font's widths, a box, a matrix): digits, signs, points
+# and whitespace up to the closing bracket. Without an 'R' no reference can start inside it,
+# and without a '%' no comment; each whitespace-separated token is then what pyHanko's number
+# reader would take in (its run of [+,-.0-9] stops at whitespace and at ']').
+_NUMBERS_ARRAY = re.compile(b"\\[([+\\-.0-9" + re.escape(misc.PDF_WHITESPACE) + b"]*)\\]")
+_TOKEN = re.compile(b"[^" + re.escape(misc.PDF_WHITESPACE) + b"]+")
 
 
 class _Bail(Exception):
@@ -135,6 +142,11 @@ class _Reader:
         raise _Bail
 
     def array(self, pos: int) -> tuple[generic.ArrayObject, int]:
+        numbers = _NUMBERS_ARRAY.match(self.data, pos)
+        if numbers is not None:
+            arr = self.numbers(numbers.group(1))
+            if arr is not None:
+                return arr, numbers.end()
         arr = generic.ArrayObject()
         pos += 1
         while True:
@@ -143,6 +155,22 @@ class _Reader:
                 return arr, pos + 1
             item, pos = self.value(pos)
             arr.append(item)
+
+    def numbers(self, body: bytes) -> generic.ArrayObject | None:
+        """The numbers of an array's ``body``, as :meth:`value` reads each; None if a token
+        is not a number (the element by element reading then refuses it, as pyHanko does)."""
+        items = []
+        container = self.container_ref
+        for token in _TOKEN.findall(body):
+            if token.isdigit() or _INT.fullmatch(token):
+                item = generic.NumberObject(token.decode("ascii"))
+            elif _FLOAT.fullmatch(token):
+                item = generic.FloatObject(token.decode("ascii"))
+            else:
+                return None
+            item.container_ref = container
+            items.append(item)
+        return generic.ArrayObject(items)
 
     def dictionary(self, pos: int, nested: bool
                    ) -> tuple[dict[generic.NameObject, Any], int, bool]:
