@@ -401,3 +401,55 @@ def test_an_array_of_numbers_is_read_in_one_go(handler: PdfFileReader,
     monkeypatch.undo()
     assert _same_read(ours[0], _read(False, b"<</W " + widths + b">>", handler, False)[0])
     assert len(calls) == 1 + 8  # the /W array and its 8 elements, 4 of them arrays of numbers
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=st.lists(_ESCAPES | st.binary(max_size=2), max_size=40).map(b"".join),
+       tail=st.sampled_from([b"", b")", b" /N 3>>", b"\\", b"x" * 40]), nested=st.booleans())
+def test_strings_in_objects_read_as_pyhanko_reads_them(handler: PdfFileReader, body: bytes,
+                                                       tail: bytes, nested: bool) -> None:
+    string = b"(" + body + b")"
+    data = (b"<</T " + string + b" /N 3>>" if nested else b"[" + string + b" 1]") + tail
+    ours, theirs = _read(True, data, handler, False), _read(False, data, handler, False)
+    assert ours[1] == theirs[1], data
+    if isinstance(theirs[0], tuple):
+        assert ours[0] == theirs[0], data
+    else:
+        assert _same_read(ours[0], theirs[0]), data
+        for a, b in zip(_strings_of(ours[0]), _strings_of(theirs[0]), strict=True):
+            assert (a.original_bytes, a.autodetected_encoding) == (b.original_bytes,
+                                                                   b.autodetected_encoding), data
+
+
+def _strings_of(obj: Any) -> list[Any]:
+    if isinstance(obj, generic.DictionaryObject):
+        return [s for v in obj.values() for s in _strings_of(v)]
+    if isinstance(obj, generic.ArrayObject):
+        return [s for v in obj for s in _strings_of(v)]
+    return [obj] if isinstance(obj, generic.TextStringObject) else []
+
+
+def test_a_records_strings_are_read_in_the_window(handler: PdfFileReader,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # A sealed record holds some two hundred literal strings (dates, names, reasons, the
+    # destinations' names); each went back to the stream and pyHanko's dispatch.
+    data = (b"<</T " + _UTF16_NAME.encode("ascii") + b" /M (D:20261129101500+07'00')"
+            b" /Reason (sig\\055subject\\137TOAN) /Dests [(sig-homeroom) 3 0 R] /E ()>>")
+    delegated: list[int] = []
+    original = _fastparse._Reader.delegated
+
+    def counting(self: Any, pos: int) -> Any:
+        delegated.append(pos)
+        return original(self, pos)
+
+    monkeypatch.setattr(_fastparse._Reader, "delegated", counting)
+    ours = _read(True, data, handler, False)
+    assert delegated == []
+    for odd in (b"(a\\\nb)", b"(a(b)c)", b"(\\q)", b"(\\12)", b"(" + b"x" * 5000 + b")"):
+        before = len(delegated)
+        _read(True, b"[" + odd + b"]", handler, False)
+        assert len(delegated) == before + 1, odd  # pyHanko's reader, at its place
+    monkeypatch.undo()
+    theirs = _read(False, data, handler, False)
+    assert ours[1] == theirs[1] and _same_read(ours[0], theirs[0])
+    assert ours[0]["/T"] == "GV Ngô Thị Hằng"

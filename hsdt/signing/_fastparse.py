@@ -19,6 +19,7 @@ object of real records and on arbitrary token soup.
 
 from __future__ import annotations
 
+import codecs
 import re
 from io import BytesIO
 from typing import IO, Any
@@ -42,6 +43,11 @@ _REF = re.compile(rb"([0-9]+)[ \t\n\r\x0c]+([0-9]+)[ \t\n\r\x0c]+R")
 # reader would take in (its run of [+,-.0-9] stops at whitespace and at ']').
 _NUMBERS_ARRAY = re.compile(b"\\[([+\\-.0-9" + re.escape(misc.PDF_WHITESPACE) + b"]*)\\]")
 _TOKEN = re.compile(b"[^" + re.escape(misc.PDF_WHITESPACE) + b"]+")
+# A literal string's body of plain bytes and of escapes whose meaning is the same in PDF (as
+# pyHanko reads them) and for codecs.escape_decode: three octal digits up to \377, and
+# \n \r \t \b \f \\. Anything else (a parenthesis, an escaped one, a line continuation,
+# a short or an overflowing octal, an escape pyHanko accepts or refuses) stops the match.
+ESCAPED_STRING = re.compile(rb"(?:[^\\()]+|\\(?:[0-3][0-7][0-7]|[nrtbf\\]))*")
 
 
 class _Bail(Exception):
@@ -103,7 +109,7 @@ class _Reader:
                 raise _Bail
             obj, pos = generic.NullObject(), pos + 4
         elif c == 0x28:  # '('
-            obj, pos = self.delegated(pos)
+            obj, pos = self.string(pos)
         elif 0x30 <= c <= 0x39:  # a digit: a reference if the next 20 bytes say so
             self.need(pos + 20)
             ref = _REF.match(data, pos, pos + 20)
@@ -206,6 +212,19 @@ class _Reader:
                     raise _Bail
                 return data, after, True
         return data, after, False
+
+    def string(self, pos: int) -> tuple[Any, int]:
+        """A literal string, as pyHanko's ``read_string_from_stream`` reads it, when it
+        ends in the window with nothing inside but plain bytes and the escapes
+        :data:`ESCAPED_STRING` allows (a record's dates, names and reasons); any other to
+        pyHanko's reader, at its place in the stream."""
+        end = ESCAPED_STRING.match(self.data, pos + 1).end()  # type: ignore[union-attr]
+        if end < len(self.data) and self.data[end] == 0x29:  # ')'
+            body = self.data[pos + 1:end]
+            if 0x5C in body:  # '\\'
+                body = codecs.escape_decode(body)[0]
+            return generic.pdf_string(body), end + 1
+        return self.delegated(pos)
 
     def delegated(self, pos: int) -> tuple[Any, int]:
         """A value pyHanko's own reader reads (a string): at its place in the stream.

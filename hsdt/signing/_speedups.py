@@ -211,11 +211,7 @@ def read_until_regex(stream: IO[bytes], regex: re.Pattern[bytes],
 
 _original_string_literal = generic._read_string_literal_bytes
 _STRING_SPECIAL = re.compile(rb"[()\\]")
-# A literal string's body of plain bytes and of escapes whose meaning is the same in PDF (as
-# pyHanko reads them) and for codecs.escape_decode: three octal digits up to \377, and
-# \n \r \t \b \f \\. Anything else (a parenthesis, an escaped one, a line continuation,
-# a short or an overflowing octal, an escape pyHanko accepts or refuses) stops the match.
-_ESCAPED_STRING = re.compile(rb"(?:[^\\()]+|\\(?:[0-3][0-7][0-7]|[nrtbf\\]))*")
+_ESCAPED_STRING = _fastparse.ESCAPED_STRING
 _STRING_WINDOW = 1 << 14
 
 
