@@ -17,13 +17,23 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfReadError, PdfStreamError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.xref import XRefSectionData
+from pyhanko.sign.diff_analysis import (
+    DEFAULT_DIFF_POLICY,
+    DiffResult,
+    FieldComparisonSpec,
+    ModificationLevel,
+    StandardDiffPolicy,
+    SuspiciousModification,
+)
+from pyhanko.sign.diff_analysis.rules.form_field_rules import SigFieldModificationRule
+from pyhanko.sign.fields import FieldMDPAction, FieldMDPSpec, MDPPerm
 from pyhanko.sign.validation import generic_cms
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.errors import OCSPValidationError
 from pyhanko_certvalidator.revinfo import validate_ocsp
 from test_diff_analysis import _page_content_changed, _write
 
-from hsdt.signing import _speedups, parsed
+from hsdt.signing import _revision_views, _speedups, parsed, verification
 
 
 @pytest.mark.parametrize("raw", [
@@ -646,3 +656,140 @@ def test_xref_streams_read_as_pyhanko_reads_them(sealed: bytes, monkeypatch: pyt
             m.setattr(XRefBuilder, "_read_xref_stream_object", _speedups._original_xref_stream_object)
             original = _outcome(lambda d=damaged: PdfFileReader(io.BytesIO(d), strict=True))
         assert mine[0] == original[0] == "error" and mine[1:] == original[1:]
+
+
+# -- the signature-field rule: fields a revision does not write --------------------------
+
+def _signed_field_changed(pdf: bytes) -> bytes:
+    """An update that rewrites a field signed earlier (its tooltip changed)."""
+    w = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    first = w.root["/AcroForm"]["/Fields"].raw_get(0)
+    first.get_object()["/TU"] = generic.TextStringObject("đã sửa")
+    w.mark_update(first)
+    return _write(w)
+
+
+def _signed_field_restated(pdf: bytes) -> bytes:
+    """An update that writes a signed field again, unchanged: compared, not passed over."""
+    w = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    w.mark_update(w.root["/AcroForm"]["/Fields"].raw_get(1))
+    return _write(w)
+
+
+_FIELD_TAMPERINGS = {**_TAMPERINGS, "signed_field_changed": _signed_field_changed,
+                     "signed_field_restated": _signed_field_restated}
+
+
+def _pair_outcome(reader: PdfFileReader, rev: int) -> tuple[Any, list[Any]]:
+    """What pyHanko's standard policy says of revision ``rev`` against the one before (its
+    result, or its error), and the form updates it met on the way."""
+    rule = verification._RecordingFormRule(DEFAULT_DIFF_POLICY.form_rule)
+    policy = StandardDiffPolicy(global_rules=DEFAULT_DIFF_POLICY.global_rules, form_rule=rule)
+    outcome: Any
+    try:
+        result = policy.apply(reader.get_historical_resolver(rev - 1),
+                              reader.get_historical_resolver(rev))
+        outcome = (result.modification_level, result.changed_form_fields)
+    except Exception as exc:  # the errors are what is compared
+        outcome = (type(exc).__name__, str(exc))
+    return outcome, rule.updates
+
+
+def _field_outcomes(pdf: bytes, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
+    """Each pair of consecutive revisions, judged with the rule as installed and with
+    pyHanko's own: (ours, theirs)."""
+    ours, theirs = _readers(pdf)
+    pairs = []
+    for rev in range(1, ours.xrefs.total_revisions):
+        mine = _pair_outcome(ours, rev)
+        with monkeypatch.context() as m:
+            m.setattr(SigFieldModificationRule, "check_form_field",
+                      _revision_views.original_check_signature_field)
+            pairs.append((mine, _pair_outcome(theirs, rev)))
+    return pairs
+
+
+def _as_result(outcome: Any) -> Any:
+    """A pair's outcome (see :func:`_pair_outcome`) as the policy gave it."""
+    if isinstance(outcome[0], str):
+        return SuspiciousModification(outcome[1])
+    return DiffResult(*outcome)
+
+
+_LOCKS = [(None, None), (FieldMDPSpec(FieldMDPAction.ALL), None), (None, MDPPerm.FILL_FORMS),
+          (FieldMDPSpec(FieldMDPAction.ALL), MDPPerm.NO_CHANGES)]
+
+
+@pytest.mark.parametrize("tampering", list(_FIELD_TAMPERINGS))
+def test_fields_a_revision_does_not_write_are_judged_as_pyhanko_judges_them(
+        sealed: bytes, tampering: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    pdf = _FIELD_TAMPERINGS[tampering](sealed)
+    reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+    for rev, ((ours, our_updates), (theirs, their_updates)) in enumerate(
+            _field_outcomes(pdf, monkeypatch), start=1):
+        assert ours == theirs, (tampering, rev)
+        # What is left out is only what cannot matter: updates of fields this revision does
+        # not write, valid when locked and when certifying.
+        written = _revision_views.written_in(reader.xrefs, rev)
+        assert written is not None
+        left_out = list(their_updates)
+        for update in our_updates:
+            left_out.remove(update)
+        assert all(u.updated_ref.idnum not in written and u.valid_when_locked
+                   and u.valid_when_certifying for u in left_out), (tampering, rev)
+        for locks in _LOCKS:  # and under every signature's locks, the same judgement
+            judged = [verification._RevisionAnalysis(_as_result(outcome), tuple(updates)).under(*locks)
+                      for outcome, updates in ((ours, our_updates), (theirs, their_updates))]
+            assert [repr(j) for j in judged] == [repr(judged[1])] * 2, (tampering, rev, locks)
+    if tampering == "signed_field_changed":
+        assert "/TU" in str(theirs) and "differ" in str(theirs)  # the last pair: refused
+    if tampering == "signed_field_restated":
+        assert theirs[0] is ModificationLevel.LTA_UPDATES  # compared, found the same
+
+
+def test_a_field_a_revision_does_not_write_is_not_compared_again(
+        sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[str] = []
+    original = SigFieldModificationRule.compare_fields
+
+    def counting(self: Any, spec: Any) -> bool:
+        compared.append(spec.new_field_ref)
+        return original(self, spec)
+
+    monkeypatch.setattr(SigFieldModificationRule, "compare_fields", counting)
+    reader = PdfFileReader(io.BytesIO(sealed), strict=False)
+    _pair_outcome(reader, reader.xrefs.total_revisions - 3)  # a signature's revision
+    assert len(compared) == 1  # the field it signs; pyHanko compares all fifteen
+
+
+def test_a_field_that_fails_fails_alike(sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pyHanko's path checks raise on some odd structures: for a field a revision does not
+    # write, the error must surface as it does in pyHanko, at the same field.
+    original = FieldComparisonSpec._old_annotation_paths
+    reader = PdfFileReader(io.BytesIO(sealed), strict=False)
+    odd = reader.root["/AcroForm"]["/Fields"].raw_get(2).reference.idnum
+
+    def failing(self: FieldComparisonSpec) -> Any:
+        if self.old_field_ref is not None and self.old_field_ref.idnum == odd:
+            raise ValueError(f"odd path to {self.old_field_ref}")
+        return original(self)
+
+    monkeypatch.setattr(FieldComparisonSpec, "_old_annotation_paths", failing)
+    pairs = _field_outcomes(sealed, monkeypatch)
+    assert all(ours == theirs for (ours, _), (theirs, _) in pairs)
+    assert sum(ours[0] == "ValueError" for (ours, _), _ in pairs) >= len(pairs) - 4
+
+
+def test_a_stream_for_a_field_is_refused_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    pdf = pikepdf.new()
+    pdf.add_blank_page()
+    field = pdf.make_indirect(pikepdf.Stream(pdf, b"", pikepdf.Dictionary(
+        FT=pikepdf.Name.Sig, T=pikepdf.String("s1"), Type=pikepdf.Name.Annot,
+        Subtype=pikepdf.Name.Widget, Rect=[0, 0, 0, 0])))
+    pdf.Root.AcroForm = pdf.make_indirect(pikepdf.Dictionary(Fields=pikepdf.Array([field])))
+    out = io.BytesIO()
+    pdf.save(out)
+    w = IncrementalPdfFileWriter(io.BytesIO(out.getvalue()))
+    w.set_info(generic.DictionaryObject({pdf_name("/Title"): generic.TextStringObject("x")}))
+    (ours, _), (theirs, _) = _field_outcomes(_write(w), monkeypatch)[0]
+    assert ours == theirs and "Unexpected stream" in theirs[1]

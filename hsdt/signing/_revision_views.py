@@ -1,5 +1,7 @@
 """pyHanko's per-revision views (``HistoricalResolver``): copying an object into a view, and
-collecting the references an object depends on — the same results, less work per node.
+collecting the references an object depends on — the same results, less work per node;
+what a revision writes (:func:`written_in`), and the signature-field rule's comparison of
+fields a revision does not write (:func:`check_signature_field`).
 
 Modification analysis looks at every revision through its own view, and each view copies
 every object it is asked for so that references inside resolve within that revision; the
@@ -18,13 +20,20 @@ pyHanko's, so the view's cache fills in the same order and the same error surfac
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import HistoricalResolver
+from pyhanko.pdf_utils.xref import XRefCache
+from pyhanko.sign.diff_analysis import FieldComparisonContext, FieldComparisonSpec, FormUpdate
+from pyhanko.sign.diff_analysis.commons import assert_not_stream
+from pyhanko.sign.diff_analysis.policy_api import ModificationLevel
+from pyhanko.sign.diff_analysis.rules.form_field_rules import SigFieldModificationRule
 
 original_subsume = HistoricalResolver._subsume_object
 original_collect = HistoricalResolver._collect_indirect_references  # for the patch table
+original_check_signature_field = SigFieldModificationRule.check_form_field
 
 _REF = generic.Reference
 _IND = generic.IndirectObject
@@ -96,3 +105,52 @@ def collect_indirect_references(self: HistoricalResolver, obj: Any, seen: set[ge
     for v in values:
         if v.__class__ not in _LEAVES:
             self._collect_indirect_references(v, seen, since_revision)
+
+
+def written_in(xrefs: XRefCache, revision: int) -> frozenset[int] | None:
+    """The object numbers ``revision`` writes, when that alone says which objects it can
+    have changed: no object freed in it (pyHanko refuses that anyway), and no hybrid
+    cross-reference section anywhere (where an object's entry may come from the section
+    after its own). None otherwise."""
+    sections = xrefs._xref_sections
+    if revision < 1 or any(s.xref_data.hybrid is not None for s in sections):
+        return None
+    data = sections[revision].xref_data
+    if data.freed:
+        return None
+    return frozenset(idnum for idnum, _ in data.explicit_refs_in_revision)
+
+
+def check_signature_field(self: SigFieldModificationRule, fq_name: str, spec: FieldComparisonSpec,
+                          context: FieldComparisonContext
+                          ) -> Iterator[tuple[ModificationLevel, FormUpdate]]:
+    """``SigFieldModificationRule.check_form_field``, without the comparison of a signature
+    field that the newer of two consecutive revisions does not write.
+
+    Each revision of a sealed record writes one of its fifteen signature fields, and
+    pyHanko compares all fifteen in every pair of revisions: a tenth of a verification.
+    For a field the newer revision does not write, both revisions hold the very same
+    dictionary, so the original's comparisons find the same keys and equal values (every
+    equality of pyHanko's objects is structural) and can only fail where the dictionary is
+    a stream; what it then yields is one update per expected context, for the field's own
+    reference, valid when locked and when certifying, at the LTA level. A reference the
+    revision does not write is in none of the sets the policy checks (it explains written
+    references only, and unlocks nothing), so those updates change nothing in its result.
+    What can fail still runs, in the original's order: the two fields are read, refused if
+    streams, and their expected contexts computed (pyHanko's path checks can raise on odd
+    structures). Anything else — another rule, another spec, non-consecutive revisions,
+    freed objects, hybrid files — is the original's.
+    """
+    old, new, ref = context.old, context.new, spec.new_field_ref
+    if (type(self) is SigFieldModificationRule and type(spec) is FieldComparisonSpec
+            and spec.field_type == "/Sig" and ref is not None and spec.old_field_ref == ref
+            and old.reader is new.reader and old.revision == new.revision - 1):
+        written = written_in(new.reader.xrefs, new.revision)
+        if written is not None and ref.idnum not in written:
+            old_field, new_field = spec.old_field, spec.new_field
+            if old_field:  # as the original: an empty dictionary is not compared
+                assert_not_stream(old_field)
+                assert_not_stream(new_field)
+                spec.expected_contexts()
+                return
+    yield from original_check_signature_field(self, fq_name, spec, context)

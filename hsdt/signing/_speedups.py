@@ -25,8 +25,11 @@ over from the revision before where that revision's writes allow
 (:func:`load_reverse_xref_cache`); each revision view's copies of objects and its walk for
 their dependencies skip the per-node overhead (:mod:`hsdt.signing._revision_views`); an
 XMP packet that passed the metadata rule's XML check is not parsed again for the next pair
-of revisions (:func:`is_well_formed_xml`); and the tens of thousands of references the
-views make are made without a call per field (:func:`_reference_init`).
+of revisions (:func:`is_well_formed_xml`); a signature field that the newer of two
+consecutive revisions does not write is not compared again, only checked where the
+comparison could fail (:func:`_revision_views.check_signature_field`); and the tens of
+thousands of references the views make are made without a call per field
+(:func:`_reference_init`).
 4. Within one verification, the result of validating the same certificate for the same
 use with the same validation context (:func:`remember_validations`): the TSA's
 certificate is otherwise validated again, revocation evidence and all, for each of the
@@ -69,6 +72,7 @@ from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.misc import PdfStreamError
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
 from pyhanko.pdf_utils.xref import XRefBuilder, XRefCache, read_object_header
+from pyhanko.sign.diff_analysis.rules.form_field_rules import SigFieldModificationRule
 from pyhanko.sign.diff_analysis.rules.metadata_rules import MetadataUpdateRule
 from pyhanko.sign.general import SignedDataCerts, _partition_certs, extract_signer_info
 from pyhanko.sign.validation import generic_cms
@@ -612,20 +616,6 @@ class _Walk(NamedTuple):
 _WALKS = "_hsdt_walks"
 
 
-def _walk_reusable(xrefs: XRefCache, revision: int) -> frozenset[int] | None:
-    """The object numbers ``revision`` writes, if the walk of the revision before can be
-    carried over to it: no object freed (pyHanko refuses that anyway), and no hybrid
-    cross-reference section anywhere (where an object's entry may come from the section
-    after its own)."""
-    sections = xrefs._xref_sections
-    if revision < 1 or any(s.xref_data.hybrid is not None for s in sections):
-        return None
-    data = sections[revision].xref_data
-    if data.freed:
-        return None
-    return frozenset(idnum for idnum, _ in data.explicit_refs_in_revision)
-
-
 def load_reverse_xref_cache(self: HistoricalResolver) -> None:
     """pyHanko's ``HistoricalResolver._load_reverse_xref_cache``: every path from the trailer
     to every object of this revision, by the same walk and the same pruning rules.
@@ -756,7 +746,7 @@ def load_reverse_xref_cache(self: HistoricalResolver) -> None:
         start = [(v.path, v.ref, v.in_struct) for v in starts]
         walks: dict[int, _Walk] = reader.__dict__.setdefault(_WALKS, {})
         prior = walks.get(revision - 1)
-        written = _walk_reusable(xrefs, revision)
+        written = _revision_views.written_in(xrefs, revision)
         if (prior is not None and written is not None and prior.start == start
                 and prior.page_tree == page_tree and prior.struct_tree == struct_tree):
             top = tuple(renewed(v, written, set()) for v in prior.top)
@@ -1132,6 +1122,8 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
      _asn1_memo.original_unique_attribute),
     (MetadataUpdateRule, "is_well_formed_xml", staticmethod(is_well_formed_xml),
      staticmethod(_original_well_formed_xml)),
+    (SigFieldModificationRule, "check_form_field", _revision_views.check_signature_field,
+     _revision_views.original_check_signature_field),
 ]
 """Every speed-up, in one table: :func:`install` puts ours in, and the tests put the
 originals back to compare."""
