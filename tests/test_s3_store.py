@@ -201,28 +201,6 @@ def test_concurrent_uploads_on_one_client(store: S3ObjectLockStore, raw: Any, bu
         assert store.get(key, s.version_id, sha256=s.sha256) == data
 
 
-def test_one_paginator_serves_every_listing(s3_env: dict[str, str], bucket: str,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    # Every archived object is listed first (is it there already?); a paginator asked of
-    # the client each time reloaded its model, as much CPU as the listing itself.
-    client = make_client(S3Settings.from_env(s3_env, bucket=bucket))
-    asked: list[str] = []
-    get_paginator = client.get_paginator
-
-    def counting(name: str) -> Any:
-        asked.append(name)
-        return get_paginator(name)
-
-    monkeypatch.setattr(client, "get_paginator", counting)
-    store = S3ObjectLockStore(client, bucket)
-    keys = [new_key() for _ in range(3)]
-    stored = [store.put_locked(key, key.encode(), retain_until=soon()) for key in keys]
-    assert store.put_locked(keys[0], keys[0].encode(), retain_until=soon()) == stored[0]
-    assert [store.versions(key) for key in keys] == [[s] for s in stored]
-    assert {(s.key, s.version_id) for s in stored} <= set(store.list_versions("records/test/"))
-    assert asked == ["list_object_versions"]
-
-
 def test_redelivery_is_idempotent_and_overwrite_refused(store: S3ObjectLockStore) -> None:
     key, data = new_key(), b"first bytes"
     first = store.put_locked(key, data, retain_until=soon())

@@ -195,10 +195,6 @@ class S3ObjectLockStore:
                  permanent_years: int = DEFAULT_PERMANENT_YEARS,
                  retain_until_ceiling: datetime | None = RETAIN_UNTIL_CEILING) -> None:
         self._s3 = client
-        # One paginator for every listing: asking the client for one loads and checks the
-        # paginator model again each time, which cost as much CPU as the listing itself
-        # (the existence check before every archived object).
-        self._version_pages = client.get_paginator("list_object_versions")
         self.bucket = bucket
         self.permanent_years = permanent_years
         self.retain_until_ceiling = retain_until_ceiling
@@ -421,7 +417,8 @@ class S3ObjectLockStore:
         compares with the transparency log to find objects written around the service."""
         found: list[tuple[str, str]] = []
         try:
-            pages = self._version_pages.paginate(Bucket=self.bucket, Prefix=prefix)
+            pages = self._s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket,
+                                                                            Prefix=prefix)
             for page in pages:
                 found += [(v["Key"], v["VersionId"]) for v in page.get("Versions", [])]
         except (ClientError, BotoCoreError) as exc:
@@ -437,7 +434,7 @@ class S3ObjectLockStore:
         """
         found: list[str] = []
         try:
-            pages = self._version_pages.paginate(Bucket=self.bucket, Prefix=key)
+            pages = self._s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=key)
             for page in pages:
                 found += [v["VersionId"] for v in page.get("Versions", []) if v.get("Key") == key]
         except (ClientError, BotoCoreError) as exc:
