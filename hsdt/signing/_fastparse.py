@@ -7,13 +7,15 @@ analysis. This reader reads the object's bytes once (a window, widened if the ob
 longer) and walks names, numbers, references, booleans, nulls, arrays and dictionaries
 with compiled patterns, producing the very objects pyHanko produces — same types, values,
 ``container_ref`` and the stream left at the same position. An array of nothing but
-numbers (a font's widths: hundreds per font) is taken in one match and one split.
+numbers (a font's widths: hundreds per font) is taken in one match and one split, and a
+literal string of plain bytes and simple escapes (:data:`ESCAPED_STRING`) in one match.
 
-Everything else goes to pyHanko's own code: a string or a hex string is read by its reader
-at its position; a stream's payload by pyHanko's payload reader; and anything unusual — a
-comment, a duplicate key, a malformed token, the end of the data, a content stream — makes
-the whole object be read again by the original from its start, which answers (or fails)
-exactly as it always has. ``tests/test_speedups_tokeniser.py`` compares the two on every
+Everything else goes to pyHanko's own code: a hex string, or a literal string with any
+other escape or running past the window, is read by its reader at its position; a
+stream's payload by pyHanko's payload reader; and anything unusual — a comment, a
+duplicate key, a malformed token, the end of the data, a content stream — makes the whole
+object be read again by the original from its start, which answers (or fails) exactly as
+it always has. ``tests/test_speedups_tokeniser.py`` compares the two on every
 object of real records and on arbitrary token soup.
 """
 
