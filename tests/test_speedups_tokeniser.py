@@ -390,19 +390,25 @@ def test_arrays_of_numbers_read_as_pyhanko_reads_them(handler: PdfFileReader, to
     _reads_alike(handler, (b"<</W " + array + b" /N 3>>" if nested else array) + tail)
 
 
+def _calls_of(monkeypatch: pytest.MonkeyPatch, method: str) -> list[int]:
+    """The positions the window reader's ``method`` is called at, from now on."""
+    calls: list[int] = []
+    original = getattr(_fastparse._Reader, method)
+
+    def counting(self: Any, pos: int) -> Any:
+        calls.append(pos)
+        return original(self, pos)
+
+    monkeypatch.setattr(_fastparse._Reader, method, counting)
+    return calls
+
+
 def test_an_array_of_numbers_is_read_in_one_go(handler: PdfFileReader,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # A font's widths are hundreds of numbers; read one value at a time they were a
     # quarter of what parsing a record cost.
     widths = b"[3 [260] 11 [346 346.5 -2] 15 [250 310 250] 19 [" + b" ".join([b"559"] * 300) + b"]]"
-    calls: list[int] = []
-    value = _fastparse._Reader.value
-
-    def counting(self: Any, pos: int) -> Any:
-        calls.append(pos)
-        return value(self, pos)
-
-    monkeypatch.setattr(_fastparse._Reader, "value", counting)
+    calls = _calls_of(monkeypatch, "value")
     ours = _read(True, b"<</W " + widths + b">>", handler, False)
     monkeypatch.undo()
     assert _same_read(ours[0], _read(False, b"<</W " + widths + b">>", handler, False)[0])
@@ -437,14 +443,7 @@ def test_a_records_strings_are_read_in_the_window(handler: PdfFileReader,
     # destinations' names); each went back to the stream and pyHanko's dispatch.
     data = (b"<</T " + _UTF16_NAME.encode("ascii") + b" /M (D:20261129101500+07'00')"
             b" /Reason (sig\\055subject\\137TOAN) /Dests [(sig-homeroom) 3 0 R] /E ()>>")
-    delegated: list[int] = []
-    original = _fastparse._Reader.delegated
-
-    def counting(self: Any, pos: int) -> Any:
-        delegated.append(pos)
-        return original(self, pos)
-
-    monkeypatch.setattr(_fastparse._Reader, "delegated", counting)
+    delegated = _calls_of(monkeypatch, "delegated")
     ours = _read(True, data, handler, False)
     assert delegated == []
     for odd in (b"(a\\\nb)", b"(a(b)c)", b"(\\q)", b"(\\12)", b"(" + b"x" * 5000 + b")"):
