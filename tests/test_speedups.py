@@ -28,8 +28,8 @@ from pyhanko.sign.diff_analysis import (
 from pyhanko.sign.diff_analysis.rules.form_field_rules import SigFieldModificationRule
 from pyhanko.sign.fields import FieldMDPAction, FieldMDPSpec, MDPPerm
 from pyhanko.sign.validation import generic_cms
-from pyhanko_certvalidator import ValidationContext
-from pyhanko_certvalidator.errors import OCSPValidationError
+from pyhanko_certvalidator import ValidationContext, validate
+from pyhanko_certvalidator.errors import CRLValidationIndeterminateError, OCSPValidationError
 from pyhanko_certvalidator.revinfo import validate_ocsp
 from test_diff_analysis import _page_content_changed, _write
 
@@ -508,6 +508,43 @@ def test_an_ocsp_responder_is_checked_once_per_context_and_a_refusal_every_time(
     # The same report as with every request refused by pyHanko-certvalidator itself (the
     # signers' CRLs still speak for them: revocation is checked by OCSP or CRL).
     monkeypatch.setattr(validate_ocsp, "_validate_delegated_ocsp_provenance", refusing)
+    assert _report(world, sealed) == refused
+
+
+def test_a_cas_crl_check_is_made_once_per_context_and_a_refusal_every_time(
+        world: World, sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[int, bytes]] = []  # every check the paths ask for: context, certificate
+    checked: list[tuple[int, bytes]] = []  # the ones pyHanko-certvalidator answered
+    original = _speedups._original_verify_crl
+
+    async def counted(cert: x509.Certificate, path: Any, vc: ValidationContext, *rest: Any) -> None:
+        checked.append((id(vc), cert.dump()))
+        await original(cert, path, vc, *rest)
+
+    async def asking(cert: x509.Certificate, path: Any, vc: ValidationContext, *rest: Any,
+                     **kwargs: Any) -> None:
+        asked.append((id(vc), cert.dump()))
+        await _speedups.verify_crl(cert, path, vc, *rest, **kwargs)
+
+    monkeypatch.setattr(_speedups, "_original_verify_crl", counted)
+    monkeypatch.setattr(validate, "verify_crl", asking)
+    assert world.verifier(online=False).verify(sealed).valid
+    # the CA's status, asked for on every signer's path, is checked once per context
+    assert len(asked) >= 13 and len(checked) == len(set(checked)) == len(set(asked)) < len(asked)
+
+    async def refusing(cert: x509.Certificate, path: Any, vc: ValidationContext, *rest: Any,
+                       **kwargs: Any) -> None:
+        checked.append((id(vc), cert.dump()))
+        raise CRLValidationIndeterminateError("the CRLs say nothing about it (test)", failures=[],
+                                              suspect_stale=None)
+
+    asked.clear()
+    checked.clear()
+    monkeypatch.setattr(_speedups, "_original_verify_crl", refusing)
+    refused = _report(world, sealed)
+    assert refused["verdict"] == "invalid" and len(checked) == len(asked) >= 13  # never kept
+    # The same report as with every check refused by pyHanko-certvalidator itself.
+    monkeypatch.setattr(validate, "verify_crl", refusing)
     assert _report(world, sealed) == refused
 
 

@@ -79,7 +79,7 @@ from pyhanko.sign.validation import generic_cms
 from pyhanko.sign.validation import utils as validation_utils
 from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
 from pyhanko.sign.validation.settings import KeyUsageConstraints
-from pyhanko_certvalidator import PKIXValidationParams, ValidationContext, sig_validate
+from pyhanko_certvalidator import PKIXValidationParams, ValidationContext, sig_validate, validate
 from pyhanko_certvalidator._state import ValProcState
 from pyhanko_certvalidator.authority import Authority
 from pyhanko_certvalidator.path import ValidationPath
@@ -888,6 +888,48 @@ async def validate_delegated_ocsp_provenance(
     validation_context.record_validation(responder_cert, chain)  # as the original does
 
 
+_original_verify_crl = validate.verify_crl
+
+
+async def verify_crl(cert: x509.Certificate | cms.AttributeCertificateV2, path: ValidationPath,
+                     validation_context: ValidationContext, use_deltas: bool = True,
+                     proc_state: ValProcState | None = None) -> None:
+    """pyHanko-certvalidator's CRL check of ``cert`` on ``path``, its success remembered in a
+    context prepared by :func:`remember_validations`.
+
+    Every signer's path in a record runs through the school's CA, whose status the root's
+    CRL gives: the same check, with the same CRL, once per signature (thirteen times a
+    record, in one context). What it sees is the certificate, its place in the path (the
+    authority that issued it, and the path up to it, from which a CRL issuer's path is
+    made), the CRLs the context holds and the context's time and policies (fixed for the
+    context: it fetches nothing). The validation path stack (``proc_state``) only guards
+    the first search for a CRL's issuer, which pyHanko-certvalidator then records in the
+    context and does not search again; otherwise it names the certificate in errors. So a
+    second check with the same certificate and path up to it passes as the first did; a
+    check that fails goes to the original every time, and fails with its own error.
+    """
+    memo: dict[tuple[Any, ...], Any] | None = validation_context.__dict__.get(_VALIDATIONS)
+    key = _crl_check_key(cert, path, use_deltas) if memo is not None else None
+    if memo is None or key is None or key not in memo:
+        await _original_verify_crl(cert, path, validation_context, use_deltas, proc_state)
+        if memo is not None and key is not None:
+            memo[key] = True
+
+
+def _crl_check_key(cert: object, path: ValidationPath, use_deltas: bool) -> tuple[Any, ...] | None:
+    """The certificate, the trust anchor and the certificates from it down to ``cert``; None
+    unless ``cert`` is a public-key certificate on ``path``."""
+    if not isinstance(cert, x509.Certificate):
+        return None
+    der = cert.dump()
+    above: list[bytes] = []
+    for c in path.iter_certs(include_root=False):
+        above.append(c.dump())
+        if above[-1] == der:
+            return ("crl", der, path.trust_anchor.authority.hashable, tuple(above), use_deltas)
+    return None
+
+
 # -- 5. certificates carried in signatures, parsed once per encoding -------------------------
 
 _original_certificate_info = generic_cms.extract_certificate_info
@@ -1106,6 +1148,7 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
     (generic_cms, "_check_signing_certificate", check_signing_certificate,
      _original_signing_certificate),
     (EmbeddedPdfSignature, "compute_digest", compute_digest, _original_compute_digest),
+    (validate, "verify_crl", verify_crl, _original_verify_crl),
     (validate_ocsp, "_validate_delegated_ocsp_provenance", validate_delegated_ocsp_provenance,
      _original_ocsp_provenance),
     (core.ObjectIdentifier, "dotted", _asn1_memo.dotted, _asn1_memo.original_dotted),
