@@ -217,6 +217,26 @@ def test_a_report_made_before_the_lock_is_not_made_again(world: World, sealed: b
     assert calls == [sealed] and again == entry
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_a_pool_is_handed_over_once_every_process_is_up(world: World) -> None:
+    """A batch must not begin while a verification process is still starting: its import
+    would take the cores the batch runs on, and the batch would wait for it."""
+    pool = verify_pool.VerifyPool(world.verifier(online=False), 2)
+    try:
+        pids = pool.pids()
+        assert len(pids) == 2 and pool.started == set(pids)  # each answered, none for another
+        before = [_cpu_seconds(p) for p in pids]
+        time.sleep(0.5)
+        busy = [_cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
+        assert max(busy) < 0.1, busy  # idle: nothing left of their start-up
+    finally:
+        pool.close()
+
+
 def test_a_batch_verified_by_several_processes_gives_what_one_process_gives(
         world: World, sealed: bytes, renewed: bytes, other_sealed: bytes, unsigned: bytes,
         tmp_path: Path) -> None:

@@ -8,16 +8,20 @@ same trust anchors and certificate registry, while the archive's own process sto
 and indexes in record order exactly as for a serial batch.
 
 The processes are started (``spawn``: nothing of the parent — its SQLite connection, its
-boto3 threads — is inherited) and warmed up when the pool is made, so that a batch never
-waits for an interpreter to start. Each record is judged at the time it is handed to the
-pool, by the parent's clock: a frozen clock in a test (or a time-travel check) holds in the
-processes too.
+boto3 threads — is inherited) when the pool is made, and the pool is handed over only once
+every one of them has imported what it needs and built its verifier, so that a batch never
+waits for an interpreter to start (nor shares the cores with one starting).
+
+Each record is judged at the time it is handed to the pool, by the parent's clock: a frozen
+clock in a test (or a time-travel check) holds in the processes too.
 """
 
 from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
@@ -31,10 +35,17 @@ from hsdt.signing.verification import VerificationReport, Verifier
 
 _verifier: Verifier | None = None  # in each pool process: its copy of the archive's verifier
 _frozen = False  # in each pool process: whether its long-lived objects are frozen
+_started: threading.Barrier | None = None  # in each pool process: where all of them meet once
+
+START_TIMEOUT = 300.0
+"""Seconds for every process of a new pool to be up (an interpreter and the verifier's
+imports: a second or two; minutes on a machine that is swapping)."""
 
 
-def _start(roots_der: list[bytes], bindings: dict[str, str] | None, online: bool) -> None:
-    global _verifier
+def _start(roots_der: list[bytes], bindings: dict[str, str] | None, online: bool,
+           started: threading.Barrier) -> None:
+    global _verifier, _started
+    _started = started
     roots = [x509.Certificate.load(der) for der in roots_der]
     _verifier = Verifier(roots, CertificateBindings(bindings) if bindings is not None else None,
                          online=online)
@@ -49,8 +60,15 @@ def _start(roots_der: list[bytes], bindings: dict[str, str] | None, online: bool
     gc.disable()
 
 
-def _ready() -> bool:
-    return _verifier is not None
+def _ready() -> int:
+    """Wait until every process of the pool is here. A process runs one task at a time, so
+    one such task per process can only all return once each process has taken one: once
+    every process is up. (Without the wait, the first process up took them all, and a batch
+    began while another was still importing — inside the batch's time, on its cores.)"""
+    if _started is None:  # pragma: no cover - the initializer always runs first
+        raise RuntimeError("verification process started without its initializer")
+    _started.wait(START_TIMEOUT)
+    return os.getpid()
 
 
 def _verify(pdf: bytes, now: datetime) -> VerificationReport:
@@ -78,17 +96,20 @@ class VerifyPool:
         if processes < 2:
             raise ValueError("a verification pool needs at least two processes")
         self.processes = processes
+        self.started: frozenset[int] = frozenset()  # the processes that answered, once all were up
         self._clock = verifier.clock
         bindings = dict(verifier.bindings.by_fingerprint) if verifier.bindings is not None else None
         self._initargs = ([c.dump() for c in verifier.trust_roots], bindings, verifier.online)
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start, initargs=self._initargs)
-        # One task per process starts them all; waiting for them means a batch never waits.
-        for started in [pool.submit(_ready) for _ in range(self.processes)]:
-            started.result()
+        context = multiprocessing.get_context("spawn")
+        barrier = context.Barrier(self.processes)
+        pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_start,
+                                   initargs=(*self._initargs, barrier))
+        # One task per process, each waiting for the others (_ready): done when all are up.
+        # A process that cannot start breaks the pool, and that is raised here.
+        self.started = frozenset(f.result() for f in [pool.submit(_ready) for _ in range(self.processes)])
         return pool
 
     def submit(self, pdf: bytes) -> Future[VerificationReport]:
