@@ -16,13 +16,16 @@ from pathlib import Path
 
 import pikepdf
 import pytest
+from asn1crypto import x509
 from conftest import World
 
+from hsdt.signing import verification
 from hsdt.signing.keys import fingerprint
 from hsdt.signing.report_html import REPORT_JSON, report_html, report_pdf
 from hsdt.signing.report_text import report_text
 from hsdt.signing.verification import (
     ArchiveEvidence,
+    CertificateInfo,
     FixityCheck,
     VerificationReport,
 )
@@ -76,6 +79,31 @@ def test_every_chain_ends_at_the_test_root(world: World, report: VerificationRep
     for t in report.archive_timestamps:
         assert t.tsa_name and t.chain[-1].sha256 == root
         assert t.tsa_cert_sha256 == fingerprint(world.pki.tsa_cert())
+
+
+def test_each_certificate_is_described_once_and_as_its_encoding_says(
+        world: World, sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    described: list[tuple[str, bool]] = []
+    original = verification._describe
+
+    def counted(cert: x509.Certificate, trust_anchor: bool) -> CertificateInfo:
+        described.append((fingerprint(cert), trust_anchor))
+        return original(cert, trust_anchor)
+
+    monkeypatch.setattr(verification, "_describe", counted)
+    monkeypatch.setattr(verification, "_CERT_INFOS", {})
+    first = world.verifier(online=False).verify(sealed)
+    infos = {c for s in first.signatures for c in s.chain} | \
+        {c for t in [*first.archive_timestamps, *(s.timestamp for s in first.signatures)]
+         if t is not None for c in t.chain}
+    assert len(described) == len(set(described)) == len(infos) > 10  # once per certificate
+    again = world.verifier(online=False).verify(sealed)
+    assert len(described) == len(infos)  # the next record's are already described
+    # ... and described as a fresh description describes them
+    monkeypatch.setattr(verification, "_CERT_INFOS", {})
+    fresh = world.verifier(online=False).verify(sealed)
+    assert [s.chain for s in again.signatures] == [s.chain for s in fresh.signatures]
+    assert [t.chain for t in again.archive_timestamps] == [t.chain for t in fresh.archive_timestamps]
 
 
 def test_revocation_evidence_comes_from_the_records_dss(report: VerificationReport) -> None:

@@ -45,7 +45,7 @@ from pyhanko_certvalidator.path import ValidationPath
 from hsdt.domain.canonical import as_plain
 from hsdt.domain.errors import HsdtError, UnusableInput
 from hsdt.domain.plans import ResolvedPlan
-from hsdt.signing import _speedups, parsed
+from hsdt.signing import _asn1_memo, _speedups, parsed
 from hsdt.signing.bindings import CertificateBindings
 from hsdt.signing.keys import fingerprint
 from hsdt.signing.record_state import RecordState, read_record
@@ -702,7 +702,23 @@ def _serial_hex(n: int) -> str:
     return h if len(h) % 2 == 0 else "0" + h
 
 
+_CERT_INFOS: dict[tuple[bytes, bool], CertificateInfo] = {}
+CERT_INFOS_KEPT = 4096
+"""Certificate descriptions kept (all forgotten at once when full): a school's signers and CAs."""
+
+
 def _cert_info(cert: x509.Certificate, trust_anchor: bool = False) -> CertificateInfo:
+    """The report's description of ``cert``, made once per encoding: the same CA, TSA and
+    signers' certificates are on every path of every record of a school, and the description
+    (names, serial, digest, validity) is read from the encoding alone."""
+    key = (cert.dump(), trust_anchor)
+    found = _CERT_INFOS.get(key)
+    if found is None:
+        found = _asn1_memo.remember(_CERT_INFOS, key, _describe(cert, trust_anchor), CERT_INFOS_KEPT)
+    return found
+
+
+def _describe(cert: x509.Certificate, trust_anchor: bool) -> CertificateInfo:
     validity = cert["tbs_certificate"]["validity"]
     return CertificateInfo(
         subject_cn=_cn(cert), subject=cert.subject.human_friendly,
