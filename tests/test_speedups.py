@@ -476,6 +476,40 @@ def test_certificates_of_a_cms_are_pyhankos_as_shared_objects(sealed: bytes) -> 
     assert _outcome(lambda: _speedups.extract_certificate_info(stripped))[0] == "error"
 
 
+def test_a_cms_certificate_set_seen_before_with_the_same_signer_is_not_searched_again(
+        sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parsed._local, "memos", {}, raising=False)  # this thread's, emptied
+    searched: list[int] = []
+    search = _speedups._partition_certs
+    monkeypatch.setattr(_speedups, "_partition_certs",
+                        lambda certs, info: (searched.append(1), search(certs, info))[1])
+    every = _cms_of(sealed)
+    first = [_speedups.extract_certificate_info(sd) for sd in every]
+    again = [_speedups.extract_certificate_info(sd) for sd in _cms_of(sealed)]  # parsed afresh
+    kinds = {(sd["certificates"].contents, sd["signer_infos"][0]["sid"].dump()) for sd in every}
+    assert len(searched) == len(kinds) < len(every)  # the TSA's set, once for all its tokens
+    for ours, before, signed_data in zip(again, first, every, strict=True):
+        theirs = _speedups._original_certificate_info(signed_data)
+        assert ours.signer_cert is before.signer_cert and ours.signer_cert.dump() == theirs.signer_cert.dump()
+        assert [c.dump() for c in ours.other_certs] == [c.dump() for c in theirs.other_certs]
+    # The same set naming another of its certificates as the signer: that one's answer.
+    other = every[0].copy()
+    named = first[0].other_certs[0]
+    other["signer_infos"][0]["sid"] = cms.SignerIdentifier(
+        name="issuer_and_serial_number",
+        value={"issuer": named.issuer, "serial_number": named.serial_number})
+    assert _speedups.extract_certificate_info(other).signer_cert.dump() == named.dump() \
+        == _speedups._original_certificate_info(other).signer_cert.dump()
+    # A signer not in the set is refused each time, as pyHanko refuses it.
+    stranger = every[0].copy()
+    stranger["signer_infos"][0]["sid"] = cms.SignerIdentifier(
+        name="issuer_and_serial_number", value={"issuer": named.issuer, "serial_number": 1})
+    for _ in range(2):
+        assert _outcome(lambda: _speedups.extract_certificate_info(stranger)) \
+            == _outcome(lambda: _speedups._original_certificate_info(stranger))
+    assert _outcome(lambda: _speedups.extract_certificate_info(stranger))[0] == "error"
+
+
 def test_an_ocsp_responder_is_checked_once_per_context_and_a_refusal_every_time(
         world: World, sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[int] = []  # every request for the check

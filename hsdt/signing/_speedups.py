@@ -938,7 +938,7 @@ _original_certificate_info = generic_cms.extract_certificate_info
 def extract_certificate_info(signed_data: cms.SignedData) -> SignedDataCerts:
     """pyHanko's ``extract_certificate_info`` (the signer's certificate and the others a CMS
     carries), each certificate the thread's shared object for its encoding
-    (:mod:`hsdt.signing.parsed`).
+    (:mod:`hsdt.signing.parsed`), and the answer kept for the same certificates and signer.
 
     Every signature of a record carries its signer's chain, and every timestamp the TSA's:
     the same few certificates, parsed afresh from each CMS, so that path building and
@@ -947,7 +947,25 @@ def extract_certificate_info(signed_data: cms.SignedData) -> SignedDataCerts:
     value. pyHanko's own code below, but for that substitution, which comes before the
     signer is looked for: the search compares each certificate's issuer and serial number,
     already parsed in a shared object and parsed afresh in a new one.
+
+    The answer depends on two encodings only: the CMS's certificate set and its signer's
+    identifier (as pyHanko reads it: the CMS's one signer info). The same two again — the
+    same teacher's signature on the next record, the TSA's next timestamp — get the same
+    shared certificates without the set being parsed or searched again. A refusal (no
+    signer's certificate) is not kept, nor a set with attribute certificates (those are
+    the CMS's own objects, not shared).
     """
+    kept: dict[tuple[bytes, bytes], tuple[x509.Certificate, tuple[x509.Certificate, ...]]] = \
+        parsed.thread_memo(_CERTIFICATE_INFOS)
+    try:
+        # the set's content octets as read (its dump would parse and re-encode every one)
+        key: tuple[bytes, bytes] | None = (signed_data["certificates"].contents or b"",
+                                           extract_signer_info(signed_data)["sid"].dump())
+    except Exception:  # a CMS pyHanko refuses: it says why, in its own order, below
+        key = None
+    found = kept.get(key) if key is not None else None
+    if found is not None:
+        return SignedDataCerts(signer_cert=found[0], other_certs=list(found[1]), attribute_certs=[])
     certs: list[x509.Certificate] = []
     attr_certs: list[cms.AttributeCertificateV2] = []
     for c in signed_data["certificates"]:
@@ -958,8 +976,15 @@ def extract_certificate_info(signed_data: cms.SignedData) -> SignedDataCerts:
             attr_certs.append(cert)
     signer_info = extract_signer_info(signed_data)
     signer_cert, other_certs = _partition_certs(certs, signer_info)
+    if key is not None and not attr_certs:
+        _asn1_memo.remember(kept, key, (signer_cert, tuple(other_certs)), CERTIFICATE_INFOS_KEPT)
     return SignedDataCerts(signer_cert=signer_cert, other_certs=other_certs,
                            attribute_certs=attr_certs)
+
+
+_CERTIFICATE_INFOS = "certificate_infos"
+CERTIFICATE_INFOS_KEPT = 4096
+"""CMS certificate sets kept per thread (all forgotten at once when full): a school's signers."""
 
 
 _original_signing_certificate = generic_cms._check_signing_certificate

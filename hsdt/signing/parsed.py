@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from asn1crypto import crl, ocsp, x509
 from asn1crypto.core import Asn1Value
@@ -55,6 +55,15 @@ def load(kind: type[_Parsed], der: bytes) -> _Parsed:
         cache.move_to_end(key)
     assert isinstance(found, kind)
     return found
+
+
+def thread_memo(name: str) -> dict[Any, Any]:
+    """This thread's memo called ``name``, for answers made of its shared objects (which
+    must not be handed to another thread)."""
+    memos: dict[str, dict[Any, Any]] | None = getattr(_local, "memos", None)
+    if memos is None:
+        memos = _local.memos = {}
+    return memos.setdefault(name, {})
 
 
 def kept(value: Asn1Value) -> bool:
