@@ -199,6 +199,10 @@ class S3ObjectLockStore:
         self.permanent_years = permanent_years
         self.retain_until_ceiling = retain_until_ceiling
         self.check_bucket()
+        # The listing's paginator model, loaded now, once: botocore loads it on a client's
+        # first listing, without a lock, by scanning its data directories (~20 ms of CPU);
+        # a batch's upload threads all list at once, and each of them loaded it.
+        self._s3.can_paginate("list_object_versions")
 
     @classmethod
     def open(cls, settings: S3Settings) -> S3ObjectLockStore:
