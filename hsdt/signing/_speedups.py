@@ -910,10 +910,11 @@ async def verify_crl(cert: x509.Certificate | cms.AttributeCertificateV2, path: 
     """
     memo: dict[tuple[Any, ...], Any] | None = validation_context.__dict__.get(_VALIDATIONS)
     key = _crl_check_key(cert, path, use_deltas) if memo is not None else None
-    if memo is None or key is None or key not in memo:
+    if memo is None or key is None:
         await _original_verify_crl(cert, path, validation_context, use_deltas, proc_state)
-        if memo is not None and key is not None:
-            memo[key] = True
+    elif key not in memo:
+        await _original_verify_crl(cert, path, validation_context, use_deltas, proc_state)
+        memo[key] = True
 
 
 def _crl_check_key(cert: object, path: ValidationPath, use_deltas: bool) -> tuple[Any, ...] | None:
