@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import errno
 import gc
+import multiprocessing
 import os
 import signal
 import sqlite3
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -235,6 +237,43 @@ def test_a_pool_is_handed_over_once_every_process_is_up(world: World) -> None:
         assert max(busy) < 0.1, busy  # idle: nothing left of their start-up
     finally:
         pool.close()
+
+
+class _UnreadableAnchor:
+    """A trust anchor whose encoding is cut short: what a damaged anchor file gives."""
+
+    def dump(self) -> bytes:
+        return b"\x30\x03\x02\x01"
+
+
+def test_a_pool_whose_process_cannot_start_says_why_and_leaves_no_process(world: World) -> None:
+    verifier = replace(world.verifier(online=False), trust_roots=[_UnreadableAnchor()])
+    with pytest.raises(ArchiveError) as err:
+        verify_pool.VerifyPool(verifier, 2)
+    assert err.value.code == "verify_pool_start"
+    message = str(err.value)
+    assert message.startswith("Không khởi động được 2 tiến trình xác minh chữ ký")
+    # the process's own error, which the pool alone would have reduced to "terminated abruptly"
+    assert "ValueError: Insufficient data" in message
+    assert "--processes 1" in message
+    assert multiprocessing.active_children() == []
+
+
+def test_a_pool_whose_processes_are_not_all_up_in_time_says_so(world: World,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """One process of two never comes up: the other stops waiting at START_TIMEOUT."""
+
+    def one_short(processes: int, **kwargs: Any) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(processes - 1, **kwargs)
+
+    monkeypatch.setattr(verify_pool, "START_TIMEOUT", 0.5)
+    monkeypatch.setattr(verify_pool, "ProcessPoolExecutor", one_short)
+    with pytest.raises(ArchiveError) as err:
+        verify_pool.VerifyPool(world.verifier(online=False), 2)
+    assert err.value.code == "verify_pool_start"
+    assert "sau 0,5 giây vẫn chưa đủ 2 tiến trình sẵn sàng" in str(err.value)
+    assert isinstance(err.value.__cause__, threading.BrokenBarrierError)
+    assert multiprocessing.active_children() == []
 
 
 def test_a_batch_verified_by_several_processes_gives_what_one_process_gives(

@@ -26,9 +26,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from datetime import datetime
+from multiprocessing.queues import SimpleQueue
 
 from asn1crypto import x509
 
+from hsdt.domain.errors import ArchiveError
 from hsdt.heap import freeze_long_lived
 from hsdt.signing.bindings import CertificateBindings
 from hsdt.signing.verification import VerificationReport, Verifier
@@ -43,12 +45,19 @@ imports: a second or two; minutes on a machine that is swapping)."""
 
 
 def _start(roots_der: list[bytes], bindings: dict[str, str] | None, online: bool,
-           started: threading.Barrier) -> None:
+           started: threading.Barrier, failures: SimpleQueue[str]) -> None:
     global _verifier, _started
     _started = started
-    roots = [x509.Certificate.load(der) for der in roots_der]
-    _verifier = Verifier(roots, CertificateBindings(bindings) if bindings is not None else None,
-                         online=online)
+    try:
+        roots = [x509.Certificate.load(der) for der in roots_der]
+        _verifier = Verifier(roots, CertificateBindings(bindings) if bindings is not None
+                             else None, online=online)
+    except BaseException as exc:
+        # The pool only learns that a process died; the parent reads why from here. The
+        # others stop waiting for this one at once instead of for START_TIMEOUT.
+        failures.put(f"{type(exc).__name__}: {exc}")
+        started.abort()
+        raise
     # Everything imported so far lives as long as the process: out of every collection from
     # now on, before the batch waits for one (the first record would otherwise pay for a
     # full collection of ~120 000 objects, half again its own verification).
@@ -60,14 +69,14 @@ def _start(roots_der: list[bytes], bindings: dict[str, str] | None, online: bool
     gc.disable()
 
 
-def _ready() -> int:
+def _ready(timeout: float) -> int:
     """Wait until every process of the pool is here. A process runs one task at a time, so
     one such task per process can only all return once each process has taken one: once
     every process is up. (Without the wait, the first process up took them all, and a batch
     began while another was still importing — inside the batch's time, on its cores.)"""
     if _started is None:  # pragma: no cover - the initializer always runs first
         raise RuntimeError("verification process started without its initializer")
-    _started.wait(START_TIMEOUT)
+    _started.wait(timeout)
     return os.getpid()
 
 
@@ -83,6 +92,23 @@ def _verify(pdf: bytes, now: datetime) -> VerificationReport:
             freeze_long_lived()
         else:
             gc.collect()
+
+
+def _start_failure(exc: BaseException, causes: list[str], processes: int) -> str:
+    """What to tell whoever started the batch when its verification processes did not all
+    start: nothing of the batch has been verified or stored yet, so it can simply be run
+    again once the cause is dealt with."""
+    if causes:
+        why = f"một tiến trình báo lỗi khi khởi động: {causes[0]}"
+    elif isinstance(exc, threading.BrokenBarrierError):
+        seconds = f"{START_TIMEOUT:g}".replace(".", ",")  # Vietnamese decimal comma
+        why = (f"sau {seconds} giây vẫn chưa đủ {processes} tiến trình sẵn sàng "
+               "(máy đang quá tải hoặc thiếu bộ nhớ?)")
+    else:
+        why = "một tiến trình dừng đột ngột khi khởi động (bị dừng từ bên ngoài, hoặc thiếu bộ nhớ?)"
+    return (f"Không khởi động được {processes} tiến trình xác minh chữ ký: {why}. Chưa hồ sơ nào "
+            "được xác minh hay lưu; xử lý nguyên nhân rồi chạy lại, hoặc chạy với ít tiến trình "
+            "hơn (--processes 1 xác minh ngay trong tiến trình chính).")
 
 
 class VerifyPool:
@@ -104,12 +130,22 @@ class VerifyPool:
 
     def _start(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
-        barrier = context.Barrier(self.processes)
+        barrier, failures = context.Barrier(self.processes), context.SimpleQueue()
         pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_start,
-                                   initargs=(*self._initargs, barrier))
+                                   initargs=(*self._initargs, barrier, failures))
         # One task per process, each waiting for the others (_ready): done when all are up.
-        # A process that cannot start breaks the pool, and that is raised here.
-        self.started = frozenset(f.result() for f in [pool.submit(_ready) for _ in range(self.processes)])
+        ready = [pool.submit(_ready, START_TIMEOUT) for _ in range(self.processes)]
+        try:
+            self.started = frozenset(f.result() for f in ready)
+        except (BrokenProcessPool, threading.BrokenBarrierError) as exc:
+            pool.shutdown(wait=True, cancel_futures=True)
+            causes = []
+            while not failures.empty():
+                causes.append(failures.get())
+            raise ArchiveError(_start_failure(exc, causes, self.processes),
+                               code="verify_pool_start") from exc
+        finally:
+            failures.close()
         return pool
 
     def submit(self, pdf: bytes) -> Future[VerificationReport]:
