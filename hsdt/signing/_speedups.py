@@ -525,28 +525,52 @@ _Path = tuple[str | int, ...]
 
 
 class _PathsByRef(dict[generic.Reference, set[RawPdfPath]]):
-    """The reverse xref map, each ref's paths made :class:`RawPdfPath` objects when first
-    asked for.
+    """The reverse xref map of one revision's walk, each ref's paths found when first asked
+    for.
 
     pyHanko only ever reads this map through ``HistoricalResolver._get_usages_of_ref``
-    (truth test, then ``map[ref]``, a missing ref meaning no usages), and asks for a few
-    refs per revision; hashing every path of every object into sets of RawPdfPath was a
-    tenth of the analysis. :meth:`materialised` gives the whole map, as pyHanko builds it.
+    (truth test, then ``map[ref]``, a missing ref meaning no usages), and asks for the few
+    refs the next revision writes. Gathering every path of every object into sets of
+    RawPdfPath, revision after revision, was a tenth of the analysis, and gathering them
+    as tuples still walked the whole tree each revision. A ref's paths are found instead
+    by going down only into the visits whose subtree holds its object number
+    (:attr:`_Visit.ids`). :meth:`materialised` gives the whole map, in the walk's order, as
+    pyHanko builds it.
     """
 
-    def __init__(self, paths: dict[generic.Reference, set[_Path]]) -> None:
+    def __init__(self, top: tuple[_Visit, ...], view: HistoricalResolver) -> None:
         super().__init__()
-        self._paths = paths
+        self._top = top
+        self._view = view
 
     def __missing__(self, ref: generic.Reference) -> set[RawPdfPath]:
-        converted = self[ref] = {RawPdfPath(*p) for p in self._paths[ref]}
+        idnum, generation = ref.idnum, ref.generation
+        found: set[_Path] = set()
+        stack = [v for v in self._top if idnum in v.ids]
+        while stack:
+            v = stack.pop()
+            if v.ref.idnum == idnum and v.ref.generation == generation:
+                found.add(v.path)
+            stack.extend(c for c in v.children if idnum in c.ids)
+        if not found:
+            raise KeyError(ref)
+        converted = self[ref] = {RawPdfPath(*p) for p in found}
         return converted
 
     def __bool__(self) -> bool:
-        return bool(self._paths)
+        return bool(self._top)
 
     def materialised(self) -> dict[generic.Reference, set[RawPdfPath]]:
-        return {ref: self[ref] for ref in self._paths}
+        collected: dict[generic.Reference, set[_Path]] = {}
+        stack = list(reversed(self._top))
+        while stack:  # in the walk's order (pre-order), as pyHanko fills its map
+            v = stack.pop()
+            paths = collected.get(v.ref)
+            if paths is None:
+                collected[generic.Reference(v.ref.idnum, v.ref.generation, self._view)] = paths = set()
+            paths.add(v.path)
+            stack.extend(reversed(v.children))
+        return {ref: {RawPdfPath(*p) for p in paths} for ref, paths in collected.items()}
 
 
 def _page_tree_refs(pages: Any, path: _Path) -> Iterator[tuple[generic.Reference, _Path]]:
@@ -756,16 +780,7 @@ def load_reverse_xref_cache(self: HistoricalResolver) -> None:
             top = tuple(found)
         walks.clear()  # the walk of the revision before is needed, no other
         walks[revision] = _Walk(start, page_tree, struct_tree, top)
-        collected: dict[generic.Reference, set[_Path]] = {}
-        stack = list(reversed(top))
-        while stack:  # in the walk's order (pre-order), as pyHanko fills its map
-            v = stack.pop()
-            paths = collected.get(v.ref)
-            if paths is None:
-                collected[generic.Reference(v.ref.idnum, v.ref.generation, self)] = paths = set()
-            paths.add(v.path)
-            stack.extend(reversed(v.children))
-        self._indirect_object_access_cache = _PathsByRef(collected)
+        self._indirect_object_access_cache = _PathsByRef(top, self)
     finally:
         # The visitors call themselves through their closure cells: a cycle that holds
         # the revision's copies until a full garbage collection, unless broken here.
