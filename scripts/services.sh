@@ -6,9 +6,10 @@
 # overwrite, no shortened retention) are enforced by the storage, so the tests need a real S3
 # implementation that enforces them: moto lets a COMPLIANCE date be shortened, radosgw does not.
 #
-#   up      start what is not running (quick no-op when healthy), write the env file, exit 0
+#   up      start what is not running (quick no-op when healthy: S3 answers and takes a write;
+#           a cluster that no longer takes writes is rebuilt), write the env file, exit 0
 #   down    stop radosgw, then the OSD, then the monitor (stopping them together can hang radosgw)
-#   status  print what runs; exit 0 when S3 answers an authenticated request, else 1
+#   status  print what runs; exit 0 when S3 answers an authenticated request and takes a write, else 1
 #
 # Installs nothing: scripts/setup.sh installs radosgw ceph-mon ceph-osd uuid-runtime curl.
 # Tests read the endpoint and credentials from $HSDT_CEPH_DIR/s3.env (see tests/test_s3_store.py).
@@ -17,7 +18,8 @@
 # it on a sparse 10 GB file instead (about 4 s slower to start; also wiped by the next `up`).
 #
 # Environment: HSDT_CEPH_DIR (/var/tmp/hsdt-ceph), HSDT_S3_PORT (7480), HSDT_CEPH_MON_PORT
-# (3300), HSDT_S3_ACCESS_KEY, HSDT_S3_SECRET_KEY, STORE (memstore|bluestore).
+# (3300), HSDT_S3_ACCESS_KEY, HSDT_S3_SECRET_KEY, STORE (memstore|bluestore),
+# HSDT_S3_WRITE_PROBE_SECONDS (10: how long a healthy cluster may take to store a small object).
 set -euo pipefail
 
 DIR=${HSDT_CEPH_DIR:-/var/tmp/hsdt-ceph}
@@ -71,6 +73,17 @@ SIGN=(--aws-sigv4 "aws:amz:$REGION:s3" --user "$S3_KEY:$S3_SECRET" -H "x-amz-con
 s3_ok() {  # an authenticated ListBuckets answered 200: radosgw, its pools and our user all work
   local code
   code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "${SIGN[@]}" "$ENDPOINT/" 2>/dev/null) || true
+  [[ $code == 200 ]]
+}
+
+# A cluster can answer reads and still take no writes: the memstore OSD keeps every object in
+# its fixed RAM budget, and once that is ~97 % full it drops writes ("full status failsafe")
+# and radosgw waits on them forever. A small PUT that must answer within the probe time tells.
+WRITE_PROBE_SECONDS=${HSDT_S3_WRITE_PROBE_SECONDS:-10}
+s3_writes() {
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time "$WRITE_PROBE_SECONDS" "${SIGN[@]}" \
+    -X PUT --data-binary probe "$ENDPOINT/hsdt-warmup/write-probe" 2>/dev/null) || true
   [[ $code == 200 ]]
 }
 
@@ -217,9 +230,13 @@ up() {
   exec 9>"$LOCK"
   flock -w 300 9 || die "Một lệnh services.sh khác đang chạy quá lâu (lock $LOCK)."
   if pid_of rgw >/dev/null && pid_of osd >/dev/null && pid_of mon >/dev/null && s3_ok; then
-    write_env
-    say "S3 (radosgw) đã chạy: $ENDPOINT — env: $ENV_FILE"
-    return 0
+    if s3_writes; then
+      write_env
+      say "S3 (radosgw) đã chạy: $ENDPOINT — env: $ENV_FILE"
+      return 0
+    fi
+    say "S3 đang chạy nhưng không ghi được sau $WRITE_PROBE_SECONDS s (OSD đầy? xem $DIR/log/osd.0.log): dừng rồi dựng lại"
+    stop_all
   fi
   if [[ -d $DIR/run ]] && { pid_of rgw || pid_of osd || pid_of mon; } >/dev/null; then
     say "cụm chạy dở dang (partly running): dừng rồi dựng lại"
@@ -260,7 +277,11 @@ status() {
   for n in mon osd rgw; do
     if p=$(pid_of "$n"); then say "$n: chạy (pid $p)"; else say "$n: không chạy"; rc=1; fi
   done
-  if s3_ok; then say "S3: $ENDPOINT trả lời (answers)"; else say "S3: $ENDPOINT không trả lời"; rc=1; fi
+  if s3_ok; then
+    say "S3: $ENDPOINT trả lời (answers)"
+    if s3_writes; then say "S3: ghi được (takes writes)"
+    else say "S3: không ghi được sau $WRITE_PROBE_SECONDS s (OSD đầy? \`$0 down\` rồi \`$0 up\` dựng lại cụm)"; rc=1; fi
+  else say "S3: $ENDPOINT không trả lời"; rc=1; fi
   return $rc
 }
 

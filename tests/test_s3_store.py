@@ -15,10 +15,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import http.server
 import os
 import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -489,3 +491,44 @@ def test_local_store_extend_retention(tmp_path: Path) -> None:
         local.extend_retention("records/a.pdf", "not-a-version", later)
     assert err.value.code == "not_found"
     assert local.get("records/a.pdf") == b"a"
+
+
+def _status(env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(SERVICES), "status"], capture_output=True, text=True,
+                          timeout=60, check=False, env={**os.environ, **(env or {})})
+
+
+def test_services_status_says_the_store_takes_writes(s3_env: dict[str, str]) -> None:
+    run = _status()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "S3: ghi được (takes writes)" in run.stdout
+
+
+def test_services_status_names_a_store_that_answers_but_takes_no_writes(tmp_path: Path) -> None:
+    """What a full memstore OSD looks like from outside: reads answer, a write never does.
+    `up` rebuilds such a cluster instead of reusing it; `status` says so and fails."""
+    class Stuck(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_PUT(self) -> None:
+            released.wait(30)  # the write the full OSD dropped: no answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    released = threading.Event()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stuck)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run = _status({"HSDT_CEPH_DIR": str(tmp_path / "ceph"), "HSDT_S3_PORT": str(server.server_port),
+                       "HSDT_S3_WRITE_PROBE_SECONDS": "1"})
+    finally:
+        released.set()
+        server.shutdown()
+        server.server_close()
+    assert run.returncode == 1
+    assert f"S3: http://127.0.0.1:{server.server_port} trả lời (answers)" in run.stdout
+    assert "S3: không ghi được sau 1 s (OSD đầy?" in run.stdout
