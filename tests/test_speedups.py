@@ -15,7 +15,7 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfReadError, PdfStreamError
-from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.reader import PdfFileReader, RawPdfPath
 from pyhanko.pdf_utils.xref import XRefSectionData
 from pyhanko.sign.diff_analysis import (
     DEFAULT_DIFF_POLICY,
@@ -816,6 +816,40 @@ def test_fields_a_revision_does_not_write_are_judged_as_pyhanko_judges_them(
         assert "/TU" in str(theirs) and "differ" in str(theirs)  # the last pair: refused
     if tampering == "signed_field_restated":
         assert theirs[0] is ModificationLevel.LTA_UPDATES  # compared, found the same
+
+
+_FIELD_PATHS = {
+    "annotation": [("/Root", "/Pages", "/Kids", 0, "/Annots", 3)],
+    "form only": [("/Root", "/AcroForm", "/Fields", 3)],
+    "structure tree": [("/Root", "/StructTreeRoot", "/K", 0, "/K", 2, "/K", "/Obj")],
+    # pyHanko's annotation-path check unpacks past the end of this one: a ValueError
+    "nested page-tree kids": [("/Root", "/Pages", "/Kids", 0, "/Kids", 1)],
+    "several": [("/Root", "/AcroForm", "/Fields", 3), ("/Root", "/Pages", "/Kids", 0, "/Annots", 3)],
+    "none": [],
+}
+
+
+@pytest.mark.parametrize("paths", list(_FIELD_PATHS))
+def test_the_expected_contexts_of_a_field_fail_where_pyhankos_fail(
+        sealed: bytes, paths: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For a field a revision does not write, only the failures of expected_contexts matter
+    (its contexts are dropped): the check that skips building them fails exactly where it
+    fails, with the same error, and passes where it passes."""
+    reader = PdfFileReader(io.BytesIO(sealed), strict=False)
+    old = reader.get_historical_resolver(3)
+    field = old.root["/AcroForm"].raw_get("/Fields").get_object().raw_get(3).reference
+    usages = {RawPdfPath(*p) for p in _FIELD_PATHS[paths]}
+    monkeypatch.setattr(old, "_get_usages_of_ref", lambda ref: usages if ref == field else set())
+    spec = FieldComparisonSpec("/Sig", field, field, RawPdfPath("/Root", "/AcroForm", "/Fields", 3))
+    outcomes = []
+    for check in (FieldComparisonSpec.expected_contexts, _revision_views._check_expected_contexts):
+        try:
+            check(spec)
+            outcomes.append(None)
+        except Exception as exc:
+            outcomes.append((type(exc), str(exc)))
+    assert outcomes[0] == outcomes[1]
+    assert (outcomes[0] is not None) == (paths == "nested page-tree kids")
 
 
 def test_a_field_a_revision_does_not_write_is_not_compared_again(
