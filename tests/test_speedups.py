@@ -898,3 +898,89 @@ def test_a_stream_for_a_field_is_refused_alike(monkeypatch: pytest.MonkeyPatch) 
     w.set_info(generic.DictionaryObject({pdf_name("/Title"): generic.TextStringObject("x")}))
     (ours, _), (theirs, _) = _field_outcomes(_write(w), monkeypatch)[0]
     assert ours == theirs and "Unexpected stream" in theirs[1]
+
+
+# -- listing the form's fields: each field read as parsed, not copied -----------------------
+
+def _field_with_kids_added(pdf: bytes) -> bytes:
+    """A text field with two widget kids, appended to the form: read through the view."""
+    w = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    parent = generic.DictionaryObject({pdf_name("/FT"): pdf_name("/Tx"),
+                                       pdf_name("/T"): generic.TextStringObject("ghi_chu")})
+    parent_ref = w.add_object(parent)
+    kids = generic.ArrayObject()
+    for i in range(2):
+        kids.append(w.add_object(generic.DictionaryObject({
+            pdf_name("/T"): generic.TextStringObject(f"dong{i}"), pdf_name("/Parent"): parent_ref})))
+    parent[pdf_name("/Kids")] = kids
+    fields = w.root["/AcroForm"]["/Fields"]
+    fields.append(parent_ref)
+    w.update_container(fields)
+    return _write(w)
+
+
+def _field_not_a_dictionary(pdf: bytes) -> bytes:
+    w = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    fields = w.root["/AcroForm"]["/Fields"]
+    fields.append(w.add_object(generic.ArrayObject([generic.NumberObject(1)])))
+    w.update_container(fields)
+    return _write(w)
+
+
+def _field_name_indirect(pdf: bytes) -> bytes:
+    w = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    fields = w.root["/AcroForm"]["/Fields"]
+    field = fields[0].get_object()
+    field[pdf_name("/T")] = w.add_object(generic.TextStringObject("ten"))
+    w.update_container(field)
+    return _write(w)
+
+
+_LISTINGS = {**_FIELD_TAMPERINGS, "field_with_kids": _field_with_kids_added,
+             "field_not_a_dictionary": _field_not_a_dictionary,
+             "field_name_indirect": _field_name_indirect}
+
+
+def _listed(list_fields: Any, old: Any, new: Any) -> Any:
+    path = RawPdfPath("/Root", "/AcroForm", "/Fields")
+    try:
+        return [(name, spec.field_type, spec.old_field_ref, spec.new_field_ref, spec.old_canonical_path)
+                for name, spec in list_fields(old.root["/AcroForm"]["/Fields"],
+                                              new.root["/AcroForm"]["/Fields"], old_path=path)]
+    except Exception as exc:  # the errors are what is compared
+        return type(exc).__name__, str(exc)
+
+
+@pytest.mark.parametrize("tampering", list(_LISTINGS))
+def test_the_form_s_fields_are_listed_as_pyhanko_lists_them(sealed: bytes, tampering: str) -> None:
+    pdf = _LISTINGS[tampering](sealed)
+    ours, theirs = _readers(pdf)
+    last = ours.xrefs.total_revisions - 1
+    pairs = [(rev - 1, rev) for rev in range(2, last + 1)] + [(1, last), (3, 2)]
+    outcomes = []
+    for a, b in pairs:
+        mine = _listed(_revision_views.list_fields, ours.get_historical_resolver(a),
+                       ours.get_historical_resolver(b))
+        outcomes.append(mine)
+        assert mine == _listed(_revision_views.original_list_fields, theirs.get_historical_resolver(a),
+                               theirs.get_historical_resolver(b)), (tampering, a, b)
+    if tampering == "field_with_kids":
+        assert any(n == "ghi_chu.dong1" for n, *_ in outcomes[-3])  # the kids, listed by name
+    if tampering == "field_not_a_dictionary":
+        assert outcomes[-3] == ("SuspiciousModification", "Fields must be dictionary objects")
+    if tampering == "field_name_indirect":
+        assert outcomes[-3] == ("SuspiciousModification", "Names must be strings")
+
+
+def test_listing_the_fields_copies_no_field_into_the_revisions(sealed: bytes) -> None:
+    reader = PdfFileReader(io.BytesIO(sealed), strict=False)
+    old, new = reader.get_historical_resolver(5), reader.get_historical_resolver(6)
+    listed = list(_revision_views.list_fields(old.root["/AcroForm"]["/Fields"],
+                                              new.root["/AcroForm"]["/Fields"], old_path=None))
+    assert len(listed) == 15
+    fields = {spec.new_field_ref for _, spec in listed}
+    assert not fields & set(old.cache) and not fields & set(new.cache)
+    # pyHanko's own listing copies each of them into both revisions' views
+    list(_revision_views.original_list_fields(old.root["/AcroForm"]["/Fields"],
+                                              new.root["/AcroForm"]["/Fields"], old_path=None))
+    assert fields <= set(old.cache) and fields <= set(new.cache)

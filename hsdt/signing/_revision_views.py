@@ -20,13 +20,20 @@ pyHanko's, so the view's cache fills in the same order and the same error surfac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Generator, Iterator
 from typing import Any
 
-from pyhanko.pdf_utils import generic
-from pyhanko.pdf_utils.reader import HistoricalResolver
+from pyhanko.pdf_utils import generic, misc
+from pyhanko.pdf_utils.reader import HistoricalResolver, RawPdfPath
 from pyhanko.pdf_utils.xref import XRefCache
-from pyhanko.sign.diff_analysis import FieldComparisonContext, FieldComparisonSpec, FormUpdate
+from pyhanko.sign.diff_analysis import (
+    FieldComparisonContext,
+    FieldComparisonSpec,
+    FormUpdate,
+    SuspiciousModification,
+    form_rules_api,
+)
 from pyhanko.sign.diff_analysis.commons import assert_not_stream
 from pyhanko.sign.diff_analysis.policy_api import ModificationLevel
 from pyhanko.sign.diff_analysis.rules.form_field_rules import SigFieldModificationRule
@@ -34,6 +41,8 @@ from pyhanko.sign.diff_analysis.rules.form_field_rules import SigFieldModificati
 original_subsume = HistoricalResolver._subsume_object
 original_collect = HistoricalResolver._collect_indirect_references  # for the patch table
 original_check_signature_field = SigFieldModificationRule.check_form_field
+original_list_fields = form_rules_api._list_fields
+_reader_log = logging.getLogger("pyhanko.pdf_utils.reader")
 
 _REF = generic.Reference
 _IND = generic.IndirectObject
@@ -107,6 +116,45 @@ def collect_indirect_references(self: HistoricalResolver, obj: Any, seen: set[ge
             self._collect_indirect_references(v, seen, since_revision)
 
 
+def revision_value(view: HistoricalResolver, ref: generic.Reference) -> Any:
+    """What ``view.get_object(ref)`` would copy into the revision's view (or the copy, once
+    made): the object as parsed, its references still the reader's. For reading what the
+    copy would hold where the binding of its references does not matter (a walk that only
+    follows paths, a field's name and type). Not for encrypted files, whose parsed values
+    can be proxies decrypted on access."""
+    obj = view.cache.get(ref)
+    if obj is not None:
+        return obj
+    reader, revision = view.reader, view.revision
+    try:
+        last_change = reader.xrefs.get_last_change(ref)
+    except KeyError:
+        _reader_log.warning(f"Could not determine history of {ref} in xref sections")
+        last_change = None
+    if last_change is not None and last_change <= revision:
+        obj = reader.get_object(ref, transparent_decrypt=False)
+    else:
+        obj = reader.get_object(ref, revision, transparent_decrypt=False)
+    if obj.container_ref is None:
+        # A placeholder for a damaged object stream entry: the view's copy fails on it ("No
+        # container reference available"), and so must whatever reads it here.
+        return view(ref)
+    return obj
+
+
+def _field_dict(ref: generic.Reference) -> generic.DictionaryObject | None:
+    """A form field's dictionary as its revision's view would copy it, without the copy,
+    for reading the field's own entries (its name, type, kids, whether it is a stream):
+    the parsed dictionary, or None where the caller must ask the view as pyHanko does (an
+    encrypted file; an object that is not a dictionary, whose errors are pyHanko's)."""
+    view = ref.pdf
+    if type(view) is HistoricalResolver and not view.reader.encrypted:
+        obj = revision_value(view, ref)
+        if isinstance(obj, _DICT):
+            return obj
+    return None
+
+
 def written_in(xrefs: XRefCache, revision: int) -> frozenset[int] | None:
     """The object numbers ``revision`` writes, when that alone says which objects it can
     have changed: no object freed in it (pyHanko refuses that anyway), and no hybrid
@@ -147,7 +195,12 @@ def check_signature_field(self: SigFieldModificationRule, fq_name: str, spec: Fi
             and old.reader is new.reader and old.revision == new.revision - 1):
         written = written_in(new.reader.xrefs, new.revision)
         if written is not None and ref.idnum not in written:
-            old_field, new_field = spec.old_field, spec.new_field
+            old_field = _field_dict(spec.old_field_ref)
+            if old_field is None:
+                old_field = spec.old_field
+            new_field = _field_dict(ref)
+            if new_field is None:
+                new_field = spec.new_field
             if old_field:  # as the original: an empty dictionary is not compared
                 assert_not_stream(old_field)
                 assert_not_stream(new_field)
@@ -167,3 +220,100 @@ def _check_expected_contexts(spec: FieldComparisonSpec) -> None:
         return
     spec._old_annotation_paths()
     spec._find_in_structure_tree()
+
+
+def list_fields(old_fields: generic.PdfObject | None, new_fields: generic.PdfObject | None,
+                old_path: RawPdfPath | None, parent_name: str = "", inherited_ft: Any = None
+                ) -> Generator[tuple[str, FieldComparisonSpec], None, None]:
+    """pyHanko's ``form_rules_api._list_fields`` (the fields of two revisions by name), with
+    each field's dictionary read as parsed rather than copied into the revision's view.
+
+    Every pair of revisions lists every field of both: each of a record's fifteen
+    signature fields was copied into each revision's view (a deep copy of its
+    dictionary, its rectangle, its appearance entries) to read its name, its type and
+    whether it has kids — a twentieth of a verification. Those entries are the same
+    objects in the copy (names and strings are not copied), a field with kids is read
+    through the view as before (its kids must be the view's), and the copy is still made
+    by whichever rule compares the field. The rest is pyHanko's code, line for line.
+    """
+
+    def _make_list(lst: generic.PdfObject | None, exc: type[Exception]
+                   ) -> Iterator[tuple[str, tuple[Any, generic.Reference, Any, int]]]:
+        if not isinstance(lst, generic.ArrayObject):
+            raise exc("Field list is not an array.")
+        names_seen = set()
+
+        for ix, field_ref in enumerate(lst):
+            if not isinstance(field_ref, generic.IndirectObject):
+                raise exc("Fields must be indirect objects")
+
+            field = _field_dict(field_ref.reference)
+            if field is not None and "/Kids" in field:
+                field = None  # its kids are read through the view, as pyHanko reads them
+            if field is None:
+                field = field_ref.get_object()
+            if not isinstance(field, generic.DictionaryObject):
+                raise exc("Fields must be dictionary objects")
+
+            try:
+                name = field.raw_get("/T")
+            except KeyError:
+                continue
+            if not isinstance(name, (generic.TextStringObject, generic.ByteStringObject)):
+                raise exc("Names must be strings")
+            if name in names_seen:
+                raise exc("Duplicate field name")
+            elif "." in name:
+                raise exc("Partial names must not contain periods")
+            names_seen.add(name)
+
+            fq_name = parent_name + "." + name if parent_name else name
+            try:
+                field_type = field.raw_get("/FT")
+            except KeyError:
+                field_type = inherited_ft
+
+            try:
+                kids = field["/Kids"]
+            except KeyError:
+                kids = generic.ArrayObject()
+
+            if not kids and field_type is None:
+                raise exc(f"Field type of terminal field {fq_name!r} could not be determined")
+            yield fq_name, (field_type, field_ref.reference, kids, ix)
+
+    old_fields_by_name = dict(_make_list(old_fields, misc.PdfReadError))
+    new_fields_by_name = dict(_make_list(new_fields, SuspiciousModification))
+
+    names: set[str] = set()
+    names.update(old_fields_by_name.keys())
+    names.update(new_fields_by_name.keys())
+
+    for field_name in names:
+        try:
+            old_field_type, old_field_ref, old_kids, field_index = old_fields_by_name[field_name]
+        except KeyError:
+            old_field_type = old_field_ref = None
+            old_kids = generic.ArrayObject()
+            field_index = None
+
+        try:
+            new_field_type, new_field_ref, new_kids, _ = new_fields_by_name[field_name]
+        except KeyError:
+            new_field_type = new_field_ref = None
+            new_kids = generic.ArrayObject()
+
+        if old_field_ref and new_field_ref and (new_field_type != old_field_type):
+            raise SuspiciousModification(f"Update changed field type of {field_name}")
+        common_ft = old_field_type or new_field_type
+        field_path = (old_path + field_index
+                      if field_index is not None and old_path is not None else None)
+        yield (field_name, FieldComparisonSpec(field_type=common_ft, old_field_ref=old_field_ref,
+                                               new_field_ref=new_field_ref,
+                                               old_canonical_path=field_path))
+
+        # recursively descend into /Kids if necessary
+        if old_kids or new_kids:
+            yield from list_fields(old_kids, new_kids, parent_name=field_name,
+                                   old_path=field_path + "/Kids" if field_path is not None else None,
+                                   inherited_ft=common_ft)

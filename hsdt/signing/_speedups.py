@@ -57,7 +57,6 @@ from __future__ import annotations
 import binascii
 import codecs
 import functools
-import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,6 +71,7 @@ from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.misc import PdfStreamError
 from pyhanko.pdf_utils.reader import HistoricalResolver, PdfFileReader, RawPdfPath
 from pyhanko.pdf_utils.xref import XRefBuilder, XRefCache, read_object_header
+from pyhanko.sign.diff_analysis import form_rules_api
 from pyhanko.sign.diff_analysis.rules.form_field_rules import SigFieldModificationRule
 from pyhanko.sign.diff_analysis.rules.metadata_rules import MetadataUpdateRule
 from pyhanko.sign.general import SignedDataCerts, _partition_certs, extract_signer_info
@@ -337,7 +337,6 @@ _reference_init.__qualname__ = "Reference.__init__"  # as errors name it
 
 _original_get_object = PdfFileReader.get_object
 _original_lut = HistoricalResolver._load_reverse_xref_cache
-_reader_log = logging.getLogger("pyhanko.pdf_utils.reader")
 
 
 def get_object(self: PdfFileReader, ref: generic.Reference, revision: int | None = None,
@@ -665,31 +664,14 @@ def load_reverse_xref_cache(self: HistoricalResolver) -> None:
     """
     if self._indirect_object_access_cache is not None:
         return
-    reader, revision, copies = self.reader, self.revision, self.cache
+    reader, revision = self.reader, self.revision
     if reader.encrypted:
         _original_lut(self)
         return
     xrefs = reader.xrefs
 
     def value(ref: generic.Reference) -> Any:
-        # What HistoricalResolver.get_object would copy (or has copied) for this revision.
-        obj = copies.get(ref)
-        if obj is not None:
-            return obj
-        try:
-            last_change = xrefs.get_last_change(ref)
-        except KeyError:
-            _reader_log.warning(f"Could not determine history of {ref} in xref sections")
-            last_change = None
-        if last_change is not None and last_change <= revision:
-            obj = reader.get_object(ref, transparent_decrypt=False)
-        else:
-            obj = reader.get_object(ref, revision, transparent_decrypt=False)
-        if obj.container_ref is None:
-            # A placeholder for a damaged object stream entry: the resolver's copy fails on
-            # it ("No container reference available"), and so must this walk.
-            return self(ref)
-        return obj
+        return _revision_views.revision_value(self, ref)
 
     def enter(ref: generic.Reference, path: _Path, seen: set[generic.Reference],
               in_struct: bool) -> _Visit | None:
@@ -1208,6 +1190,8 @@ PATCHES: list[tuple[Any, str, Any, Any]] = [
      staticmethod(_original_well_formed_xml)),
     (SigFieldModificationRule, "check_form_field", _revision_views.check_signature_field,
      _revision_views.original_check_signature_field),
+    (form_rules_api, "_list_fields", _revision_views.list_fields,
+     _revision_views.original_list_fields),
 ]
 """Every speed-up, in one table: :func:`install` puts ours in, and the tests put the
 originals back to compare."""
