@@ -195,12 +195,9 @@ def check_signature_field(self: SigFieldModificationRule, fq_name: str, spec: Fi
             and old.reader is new.reader and old.revision == new.revision - 1):
         written = written_in(new.reader.xrefs, new.revision)
         if written is not None and ref.idnum not in written:
-            old_field = _field_dict(spec.old_field_ref)
-            if old_field is None:
-                old_field = spec.old_field
-            new_field = _field_dict(ref)
-            if new_field is None:
-                new_field = spec.new_field
+            # (an empty dictionary read as parsed asks the view too: the same empty copy)
+            old_field = _field_dict(spec.old_field_ref) or spec.old_field
+            new_field = _field_dict(ref) or spec.new_field
             if old_field:  # as the original: an empty dictionary is not compared
                 assert_not_stream(old_field)
                 assert_not_stream(new_field)
@@ -248,9 +245,7 @@ def list_fields(old_fields: generic.PdfObject | None, new_fields: generic.PdfObj
                 raise exc("Fields must be indirect objects")
 
             field = _field_dict(field_ref.reference)
-            if field is not None and "/Kids" in field:
-                field = None  # its kids are read through the view, as pyHanko reads them
-            if field is None:
+            if field is None or "/Kids" in field:  # kids are read through the view, as pyHanko does
                 field = field_ref.get_object()
             if not isinstance(field, generic.DictionaryObject):
                 raise exc("Fields must be dictionary objects")

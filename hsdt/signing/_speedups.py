@@ -670,15 +670,12 @@ def load_reverse_xref_cache(self: HistoricalResolver) -> None:
         return
     xrefs = reader.xrefs
 
-    def value(ref: generic.Reference) -> Any:
-        return _revision_views.revision_value(self, ref)
-
     def enter(ref: generic.Reference, path: _Path, seen: set[generic.Reference],
               in_struct: bool) -> _Visit | None:
         if ref in seen:  # no cycles within one path: not even recorded
             return None
         own = frozenset((ref.idnum,))
-        obj = value(ref)
+        obj = _revision_views.revision_value(self, ref)
         # enter the page tree only through its own path, the structure tree only from its
         # root (pyHanko's rules against combinatorial blow-up)
         if page_tree.get(ref, path) != path or (not in_struct and ref in struct_tree):
@@ -766,7 +763,7 @@ def load_reverse_xref_cache(self: HistoricalResolver) -> None:
     finally:
         # The visitors call themselves through their closure cells: a cycle that holds
         # the revision's copies until a full garbage collection, unless broken here.
-        value = enter = contents = renewed = None  # type: ignore[assignment]
+        enter = contents = renewed = None  # type: ignore[assignment]
 
 
 _original_well_formed_xml = MetadataUpdateRule.is_well_formed_xml
