@@ -59,11 +59,12 @@ class FailingStore(LocalWormStore):
         self.fail = fail
 
     def put_locked(self, key: str, data: bytes, *, retain_until: datetime,
-                   metadata: dict[str, str] | None = None, legal_hold: bool = False) -> StoredObject:
+                   metadata: dict[str, str] | None = None, legal_hold: bool = False,
+                   unwritten: bool = False) -> StoredObject:
         if any(part in key for part in self.fail):
             raise ArchiveError(f"kho từ chối «{key}» (test)", code="storage_error")
         return super().put_locked(key, data, retain_until=retain_until, metadata=metadata,
-                                  legal_hold=legal_hold)
+                                  legal_hold=legal_hold, unwritten=unwritten)
 
 
 def _archive(world: World, root: Path, fail: set[str] | None = None) -> Archive:
@@ -109,6 +110,59 @@ def test_a_failed_upload_leaves_no_record_object(world: World, sealed: bytes, ot
     (entry,) = [o.entry for o in healed.ingest_many([other_sealed])]
     assert entry is not None and entry.revision == 1 and entry.log_index == 2
     assert audit_log(healed) == []
+
+
+class JournalWatchingStore(LocalWormStore):
+    """A local store noting, for each record object written, whether the archive vouched that
+    nothing was written under its key before (``unwritten``)."""
+
+    def __init__(self, root: Path, fail: set[str] | None = None) -> None:
+        super().__init__(root)
+        self.fail = fail or set()
+        self.vouched: dict[str, bool] = {}
+
+    def put_locked(self, key: str, data: bytes, *, retain_until: datetime,
+                   metadata: dict[str, str] | None = None, legal_hold: bool = False,
+                   unwritten: bool = False) -> StoredObject:
+        if key.startswith("records/"):
+            self.vouched[key.rsplit("/", 1)[-1].removesuffix(".pdf")] = unwritten
+        if any(part in key for part in self.fail):
+            raise ArchiveError(f"kho từ chối «{key}» (test)", code="storage_error")
+        return super().put_locked(key, data, retain_until=retain_until, metadata=metadata,
+                                  legal_hold=legal_hold, unwritten=unwritten)
+
+
+def test_the_upload_journal_names_exactly_the_records_that_may_have_left_objects(
+        world: World, sealed: bytes, other_sealed: bytes, unsigned: bytes, tmp_path: Path) -> None:
+    """Journaled before their first write, forgotten once indexed: a refused record leaves no
+    entry, a failed write keeps one, and only a record the journal did not name already is
+    written without looking for an earlier version."""
+    failing = sha256_hex(other_sealed)
+    store = JournalWatchingStore(tmp_path, fail={f"{failing}.pdf"})
+    archive = Archive(store, tmp_path, world.verifier(online=False))
+    assert archive.index.get_state("upload_journal") == "complete"  # the store held nothing
+    out = archive.ingest_many([sealed, unsigned, other_sealed])
+    assert [o.ok for o in out] == [True, False, False]  # refused; its write failed
+    assert archive.index.begun_uploads() == [failing]
+    assert store.vouched == {sha256_hex(sealed): True, failing: True}
+    archive.close()
+    store = JournalWatchingStore(tmp_path)
+    healed = Archive(store, tmp_path, world.verifier(online=False))
+    assert [o.ok for o in healed.ingest_many([other_sealed])] == [True]
+    assert store.vouched == {failing: False}  # journaled by the failed attempt: looked for
+    assert healed.index.begun_uploads() == [] and audit_log(healed) == []
+
+
+def test_an_index_opened_over_a_store_that_holds_objects_keeps_looking(
+        world: World, sealed: bytes, other_sealed: bytes, tmp_path: Path) -> None:
+    first = Archive(LocalWormStore(tmp_path / "store"), tmp_path / "a", world.verifier(online=False))
+    first.ingest(sealed)
+    first.close()
+    store = JournalWatchingStore(tmp_path / "store")
+    second = Archive(store, tmp_path / "b", world.verifier(online=False))
+    assert second.index.get_state("upload_journal") == "partial"
+    assert [o.ok for o in second.ingest_many([sealed, other_sealed])] == [True, True]
+    assert store.vouched == {sha256_hex(sealed): False, sha256_hex(other_sealed): False}
 
 
 def test_a_failed_report_upload_leaves_nothing_under_records(world: World, sealed: bytes,

@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_sha ON events(sha256);
 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- records whose objects an ingest began to write and that are not indexed yet (Archive: the
+-- upload journal); committed before the first write, removed when the record is indexed
+CREATE TABLE IF NOT EXISTS uploads (sha256 TEXT PRIMARY KEY, begun_at TEXT NOT NULL);
 """
 
 
@@ -195,6 +198,30 @@ class ArchiveIndex:
             f"SELECT id, sha256, type, at, outcome, detail, log_index FROM events {clause} "
             "ORDER BY id", tuple(args))
         return [ArchiveEvent(*row) for row in cur.fetchall()]
+
+    # -- the upload journal (see Archive) ----------------------------------------------------
+    def begin_uploads(self, digests: list[str], at: str) -> set[str]:
+        """Journal these records as about to be written, durably, in one transaction; returns
+        those an earlier attempt had journaled already (its objects may be in the store)."""
+        with self.transaction() as conn:
+            begun: set[str] = set()
+            for start in range(0, len(digests), 500):  # under SQLite's limit on bound variables
+                chunk = digests[start:start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                begun.update(row[0] for row in conn.execute(
+                    f"SELECT sha256 FROM uploads WHERE sha256 IN ({marks})", chunk))
+            conn.executemany("INSERT OR IGNORE INTO uploads (sha256, begun_at) VALUES (?, ?)",
+                             [(d, at) for d in digests])
+        return begun
+
+    def end_uploads(self, digests: list[str], conn: sqlite3.Connection | None = None) -> None:
+        """Forget journaled records: indexed, or never written after all."""
+        (conn or self._db).executemany("DELETE FROM uploads WHERE sha256 = ?",
+                                       [(d,) for d in digests])
+
+    def begun_uploads(self) -> list[str]:
+        """Records journaled and not yet indexed: what crashed or failed attempts left."""
+        return [row[0] for row in self._db.execute("SELECT sha256 FROM uploads ORDER BY sha256")]
 
     # -- small persistent state (audit cursors, last tree head) -----------------------------
     def get_state(self, name: str) -> str | None:

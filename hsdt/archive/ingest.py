@@ -9,7 +9,15 @@
 
 A crash after 2 leaves an object the next ingest of the same record adopts; a crash after
 3 leaves a log event that :meth:`Archive.recover` turns into its index row. Neither leaves
-a duplicate or loses a record. The index is a finding aid; the store and the log are the
+a duplicate or loses a record.
+
+Adopting means looking for an earlier version before each write: on S3 a listing, one
+request in three. The index therefore journals each record, durably, before the first write
+of its objects (the ``uploads`` table), and forgets it when the record is indexed. An index
+that has journaled since its store held nothing knows every record whose objects may be in
+the store: a record neither indexed nor journaled has none, and its objects are written
+without the look (``unwritten``); a record an earlier attempt journaled is looked for as
+before. The index is a finding aid; the store and the log are the
 evidence, and `hsdt audit log` checks the three against each other.
 
 :meth:`Archive.ingest_many` takes a batch (a class's records) through the same steps: each
@@ -63,6 +71,7 @@ INGEST_UPLOADS = 8
 
 # What an archive directory holds from its first ingest on (the store may be elsewhere).
 _ARCHIVE_PARTS = ("index.sqlite3", "log", "log.key")
+_JOURNAL_STATE = "upload_journal"  # "complete" or "partial": see Archive._upload_journal_complete
 
 
 def archive_exists(root: Path) -> bool:
@@ -150,6 +159,7 @@ class _Staged:
     report_bytes: bytes
     old: ArchiveEntry | None
     upload: Future[StoredObject] | None = None
+    unwritten: bool = False  # no object of this record can be in the store yet (the journal)
 
 
 def _pooled_report(pending: Future[VerificationReport]) -> VerificationReport:
@@ -190,6 +200,20 @@ class Archive:
         self.log = TransparencyLog.open(root / "log", signing_key=log_key
                                         or load_or_create_log_key(root / "log.key"))
         self.recover()
+        self._journal_complete = self._upload_journal_complete()
+
+    def _upload_journal_complete(self) -> bool:
+        """Whether this index has journaled every record written to the store: decided once,
+        when the index first meets its store, as whether the store then held nothing.
+
+        An archive whose store already held objects (made before the journal existed, or an
+        index rebuilt over a full bucket) keeps looking before every write.
+        """
+        state = self.index.get_state(_JOURNAL_STATE)
+        if state is None:
+            state = "complete" if self.log.size == 0 and self.store.holds_nothing() else "partial"
+            self.index.set_state(_JOURNAL_STATE, state)
+        return state == "complete"
 
     def verification_pids(self) -> list[int]:
         """The ids of the processes verifying batches (none without a pool): to watch them."""
@@ -237,6 +261,9 @@ class Archive:
         outcomes: list[IngestOutcome | None] = [None] * len(items)
         digests = [sha256_hex(pdf) for pdf, _ in items]
         given = reports or {}
+        journaled = [d for d in dict.fromkeys(digests) if self.index.by_sha(d) is None]
+        # Durable before any of their objects is written: see the module's docstring.
+        begun_before = self.index.begin_uploads(journaled, _now()) if journaled else set()
         verifying = self._verify_ahead(items, digests, given)
         first: dict[str, int] = {}
         staged: list[_Staged] = []
@@ -262,6 +289,7 @@ class Archive:
                     outcomes[i] = item
                     continue
                 # Only now, verified: its objects upload while the next record is verified.
+                item.unwritten = self._journal_complete and digest not in begun_before
                 item.upload = pool.submit(self._upload, item) if pool else _run_now(self._upload, item)
                 staged.append(item)
             if progress is not None and items:
@@ -275,6 +303,12 @@ class Archive:
                     outcomes[item.position] = IngestOutcome(item.digest, report=item.report, error=exc)
         for position, outcome in self._log_and_index(stored).items():
             outcomes[position] = outcome
+        # Journaled for nothing (refused, or already indexed by the time it was staged): no
+        # object of theirs was written. A failed write keeps its record journaled.
+        written = {item.digest for item in staged}
+        idle = [d for d in journaled if d not in written and d not in begun_before]
+        if idle:
+            self.index.end_uploads(idle)
         answered: list[IngestOutcome] = []
         for outcome, digest in zip(outcomes, digests, strict=True):
             outcome = outcome or outcomes[first[digest]]  # a repeat: its first occurrence's
@@ -326,10 +360,11 @@ class Archive:
         report = item.report
         self.store.put_locked(_report_key(item.digest, item.report_bytes), item.report_bytes,
                               retain_until=self.retain_until,
-                              metadata={"record-id": report.record_id})
+                              metadata={"record-id": report.record_id}, unwritten=item.unwritten)
         return self.store.put_locked(record_key(report.kind, item.digest), item.pdf,
                                      retain_until=self.retain_until,
-                                     metadata={"record-id": report.record_id, "kind": report.kind})
+                                     metadata={"record-id": report.record_id, "kind": report.kind},
+                                     unwritten=item.unwritten)
 
     def _log_and_index(self, stored: list[tuple[_Staged, StoredObject]]) -> dict[int, IngestOutcome]:
         """Log every stored record with one append, index them in one transaction.
@@ -403,6 +438,7 @@ class Archive:
         if existing is not None:
             return existing
         key = record_key(entry.kind, digest)
+        self.index.begin_uploads([digest], _now())  # as for an ingest: journaled before written
         stored = self.store.put_locked(key, renewed, retain_until=self.retain_until,
                                        metadata={"record-id": entry.record_id, "kind": entry.kind})
         new = replace(entry, sha256=digest, key=key, version_id=stored.version_id,
@@ -443,6 +479,7 @@ class Archive:
                 entries.append(entry)
             if logged:
                 self.index.set_state("log_indexed", str(logged[-1][0]), conn)
+            self.index.end_uploads([e.sha256 for e in entries], conn)
         return entries
 
     def recover(self) -> int:

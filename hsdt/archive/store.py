@@ -43,7 +43,16 @@ class ObjectStore(Protocol):
 
     def put_locked(self, key: str, data: bytes, *, retain_until: datetime,
                    metadata: dict[str, str] | None = None,
-                   legal_hold: bool = False) -> StoredObject: ...
+                   legal_hold: bool = False, unwritten: bool = False) -> StoredObject:
+        """Store ``data`` under ``key``, locked until ``retain_until``; the same bytes again
+        return what is stored, other bytes are refused. ``unwritten``: the caller knows that
+        nothing was ever written under ``key`` (it journals every key before writing it), so
+        a store may skip looking for an earlier version; the answer is the same."""
+        ...
+
+    def holds_nothing(self) -> bool:
+        """Whether the store holds no object at all (no version of any key)."""
+        ...
 
     def get(self, key: str, version_id: str | None = None, *, sha256: str | None = None) -> bytes:
         """The bytes, refused unless they match the SHA-256 recorded at write and, when given,
@@ -91,9 +100,10 @@ class LocalWormStore:
 
     def put_locked(self, key: str, data: bytes, *, retain_until: datetime,
                    metadata: dict[str, str] | None = None,
-                   legal_hold: bool = False) -> StoredObject:
+                   legal_hold: bool = False, unwritten: bool = False) -> StoredObject:
         # legal_hold is accepted for the protocol's sake: a local WORM file is never deleted
-        # by this store, so a hold adds nothing here.
+        # by this store, so a hold adds nothing here. So is unwritten: looking for the key
+        # costs one stat here, and the file is created exclusively anyway.
         obj, meta = self._paths(key)
         digest = hashlib.sha256(data).hexdigest()
         if meta.exists():
@@ -120,6 +130,9 @@ class LocalWormStore:
                 raise ArchiveError(f"Đối tượng «{key}» đã tồn tại.", code="overwrite_refused")
             return existing
         return stored
+
+    def holds_nothing(self) -> bool:
+        return not any(p.is_file() for p in (self.root / "objects").rglob("*"))
 
     def head(self, key: str, version_id: str | None = None) -> StoredObject:
         _, meta = self._paths(key)
