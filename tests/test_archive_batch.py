@@ -467,3 +467,31 @@ def test_a_verification_process_killed_mid_batch_loses_nothing(
         assert audit_log(pooled) == []
     finally:
         pooled.close()
+
+
+def test_a_renewal_is_journaled_before_it_is_written(world: World, sealed: bytes, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A renewal stored but never logged (the log failed) leaves its record journaled: the
+    next ingest of those bytes looks for the object and adopts it."""
+    store = JournalWatchingStore(tmp_path)
+    archive = Archive(store, tmp_path, world.verifier(online=False))
+    old, _ = archive.ingest(sealed)
+    made: list[bytes] = []
+
+    def renew(pdf: bytes) -> bytes:
+        made.append(world.signer.renew(pdf))
+        return made[-1]
+
+    def log_down(*_: object, **__: object) -> None:
+        raise OSError("đĩa đầy (test)")
+
+    monkeypatch.setattr(archive.log, "extend", log_down)
+    with pytest.raises(OSError):
+        archive.renew(old, renew)
+    monkeypatch.undo()
+    (renewed,) = made
+    assert archive.index.begun_uploads() == [sha256_hex(renewed)]
+    store.vouched.clear()
+    (out,) = archive.ingest_many([renewed])
+    assert out.ok and store.vouched == {sha256_hex(renewed): False}
+    assert archive.index.begun_uploads() == [] and audit_log(archive) == []
