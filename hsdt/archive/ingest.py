@@ -17,8 +17,10 @@ of its objects (the ``uploads`` table), and forgets it when the record is indexe
 that has journaled since its store held nothing knows every record whose objects may be in
 the store: a record neither indexed nor journaled has none, and its objects are written
 without the look (``unwritten``); a record an earlier attempt journaled is looked for as
-before. The index is a finding aid; the store and the log are the
-evidence, and `hsdt audit log` checks the three against each other.
+before.
+
+The index is a finding aid; the store and the log are the evidence, and `hsdt audit log`
+checks the three against each other.
 
 :meth:`Archive.ingest_many` takes a batch (a class's records) through the same steps: each
 record is verified in turn while the records verified before it upload on a few threads
@@ -63,9 +65,10 @@ from hsdt.signing.verification import ArchiveEvidence, FixityCheck, Verification
 
 PERMANENT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 LOG_EVENT_SCHEMA = "hsdt.archive-event/1"
-# Records of a batch uploading at once. Each upload is a few sequential round trips (look for
-# an earlier version, put, read the lock back; report, then record), so a handful of threads
-# keeps the store busy while the next record is verified; boto3 clients are thread-safe.
+# Records of a batch uploading at once. Each upload is a few sequential round trips (put, read
+# the lock back — and first look for an earlier version, unless the upload journal rules one
+# out; report, then record), so a handful of threads keeps the store busy while the next record
+# is verified; boto3 clients are thread-safe.
 INGEST_UPLOADS = 8
 
 
