@@ -8,6 +8,7 @@ import os
 import statistics
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -99,6 +100,14 @@ def _raw_read(client: Any, bucket: str, entries: list[ArchiveEntry], readers: in
             pass
 
 
+def _count_requests(store: Any, made: Counter[str]) -> None:
+    """Count every request the store's client makes from now on, by operation."""
+    def count(model: Any, **_: Any) -> None:
+        made[model.name] += 1
+
+    store._s3.meta.events.register("before-call.s3", count)
+
+
 def run(workdir: Path, rep: Reporter, records: int = 24) -> None:
     from hsdt.archive.s3 import S3ObjectLockStore, S3Settings, make_client
 
@@ -154,6 +163,7 @@ def run(workdir: Path, rep: Reporter, records: int = 24) -> None:
     # this shared machine's speed wanders from one minute to the next.
     rates: list[float] = []
     cpu: dict[str, float] = {}
+    requests: Counter[str] = Counter()
     archive: Archive | None = None
     for run in range(INGEST_RUNS):
         if archive is not None:
@@ -161,6 +171,7 @@ def run(workdir: Path, rep: Reporter, records: int = 24) -> None:
         settings, store = fresh_store()
         archive = Archive(store, workdir / f"archive-{run}", Verifier(roots, bindings, online=False),
                           retain_until=until, verify_processes=processes)
+        _count_requests(store, requests)
         store_pids = pids_named(STORE_DAEMONS) if _is_loopback(settings.endpoint_url) else []
         meter = CpuMeter({"verification": archive.verification_pids(), "archive": [os.getpid()],
                           "store": store_pids})
@@ -190,6 +201,10 @@ def run(workdir: Path, rep: Reporter, records: int = 24) -> None:
                 f"{per_record['verification']:.0f} ms, archive process (upload, log, index) "
                 f"{per_record['archive']:.0f} ms, {store_share}; {processes} cores allow at most "
                 f"{processes * 1000 / total_ms:.1f} records/s at that cost")
+    made = ", ".join(f"{n / (INGEST_RUNS * len(sealed)):g} {op}" for op, n in requests.most_common())
+    rep.figure("archive.ingest_radosgw.s3_requests_per_record",
+               sum(requests.values()) / (INGEST_RUNS * len(sealed)), "requests")
+    rep.comment(f"  S3 requests per record during those batches: {made} (report and record each)")
     # The archive's own part: the same records into a new bucket and index, with the reports
     # the first pass made (same bytes, same verifier) instead of verifying again.
     _settings2, store2 = fresh_store()
