@@ -217,6 +217,7 @@ def test_an_ingest_killed_after_writing_is_completed_without_a_second_version(
     archive = Archive(store, root, world.verifier(online=False),
                       retain_until=datetime.now(UTC) + timedelta(minutes=10))
     assert archive.entries() == [] and archive.index.begun_uploads() == [sha256_hex(sealed)]
+    assert [f.code for f in audit_log(archive)] == ["object_ingest_interrupted"]
     entry, _ = archive.ingest(sealed)
     assert entry.version_id == written[0]["VersionId"]
     listed = raw.list_object_versions(Bucket=bucket, Prefix="records/")["Versions"]

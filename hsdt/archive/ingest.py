@@ -106,6 +106,11 @@ def record_key(kind: str, digest: str) -> str:
     return f"records/{kind}/{digest[:2]}/{digest}.pdf"
 
 
+def record_digest(key: str) -> str:
+    """The SHA-256 a record's key names (the inverse of :func:`record_key`)."""
+    return key.rsplit("/", 1)[-1].removesuffix(".pdf")
+
+
 def _report_key(digest: str, report_bytes: bytes) -> str:
     return f"reports/{digest[:2]}/{digest}/{sha256_hex(report_bytes)}.json"
 
