@@ -26,7 +26,7 @@ from conftest import World
 
 from hsdt.archive import verify_pool
 from hsdt.archive.audit import audit_log
-from hsdt.archive.ingest import Archive
+from hsdt.archive.ingest import Archive, record_digest
 from hsdt.archive.store import LocalWormStore, StoredObject
 from hsdt.domain.canonical import sha256_hex
 from hsdt.domain.errors import ArchiveError, HsdtError
@@ -52,15 +52,21 @@ def unsigned(world: World) -> bytes:
 
 
 class FailingStore(LocalWormStore):
-    """A local store whose upload of chosen keys fails, as a store refusing or unreachable would."""
+    """A local store whose upload of chosen keys fails, as a store refusing or unreachable would.
 
-    def __init__(self, root: Path, fail: set[str]) -> None:
+    It also notes, for each record object written, whether the archive vouched that nothing
+    was written under its key before (``unwritten``: the upload journal)."""
+
+    def __init__(self, root: Path, fail: set[str] | None = None) -> None:
         super().__init__(root)
-        self.fail = fail
+        self.fail = fail or set()
+        self.vouched: dict[str, bool] = {}
 
     def put_locked(self, key: str, data: bytes, *, retain_until: datetime,
                    metadata: dict[str, str] | None = None, legal_hold: bool = False,
                    unwritten: bool = False) -> StoredObject:
+        if key.startswith("records/"):
+            self.vouched[record_digest(key)] = unwritten
         if any(part in key for part in self.fail):
             raise ArchiveError(f"kho từ chối «{key}» (test)", code="storage_error")
         return super().put_locked(key, data, retain_until=retain_until, metadata=metadata,
@@ -68,7 +74,7 @@ class FailingStore(LocalWormStore):
 
 
 def _archive(world: World, root: Path, fail: set[str] | None = None) -> Archive:
-    return Archive(FailingStore(root, fail or set()), root, world.verifier(online=False))
+    return Archive(FailingStore(root, fail), root, world.verifier(online=False))
 
 
 def _stored_records(root: Path) -> list[Path]:
@@ -112,33 +118,13 @@ def test_a_failed_upload_leaves_no_record_object(world: World, sealed: bytes, ot
     assert audit_log(healed) == []
 
 
-class JournalWatchingStore(LocalWormStore):
-    """A local store noting, for each record object written, whether the archive vouched that
-    nothing was written under its key before (``unwritten``)."""
-
-    def __init__(self, root: Path, fail: set[str] | None = None) -> None:
-        super().__init__(root)
-        self.fail = fail or set()
-        self.vouched: dict[str, bool] = {}
-
-    def put_locked(self, key: str, data: bytes, *, retain_until: datetime,
-                   metadata: dict[str, str] | None = None, legal_hold: bool = False,
-                   unwritten: bool = False) -> StoredObject:
-        if key.startswith("records/"):
-            self.vouched[key.rsplit("/", 1)[-1].removesuffix(".pdf")] = unwritten
-        if any(part in key for part in self.fail):
-            raise ArchiveError(f"kho từ chối «{key}» (test)", code="storage_error")
-        return super().put_locked(key, data, retain_until=retain_until, metadata=metadata,
-                                  legal_hold=legal_hold, unwritten=unwritten)
-
-
 def test_the_upload_journal_names_exactly_the_records_that_may_have_left_objects(
         world: World, sealed: bytes, other_sealed: bytes, unsigned: bytes, tmp_path: Path) -> None:
     """Journaled before their first write, forgotten once indexed: a refused record leaves no
     entry, a failed write keeps one, and only a record the journal did not name already is
     written without looking for an earlier version."""
     failing = sha256_hex(other_sealed)
-    store = JournalWatchingStore(tmp_path, fail={f"{failing}.pdf"})
+    store = FailingStore(tmp_path, fail={f"{failing}.pdf"})
     archive = Archive(store, tmp_path, world.verifier(online=False))
     assert archive.index.get_state("upload_journal") == "complete"  # the store held nothing
     out = archive.ingest_many([sealed, unsigned, other_sealed])
@@ -146,7 +132,7 @@ def test_the_upload_journal_names_exactly_the_records_that_may_have_left_objects
     assert archive.index.begun_uploads() == [failing]
     assert store.vouched == {sha256_hex(sealed): True, failing: True}
     archive.close()
-    store = JournalWatchingStore(tmp_path)
+    store = FailingStore(tmp_path)
     healed = Archive(store, tmp_path, world.verifier(online=False))
     assert [o.ok for o in healed.ingest_many([other_sealed])] == [True]
     assert store.vouched == {failing: False}  # journaled by the failed attempt: looked for
@@ -158,7 +144,7 @@ def test_an_index_opened_over_a_store_that_holds_objects_keeps_looking(
     first = Archive(LocalWormStore(tmp_path / "store"), tmp_path / "a", world.verifier(online=False))
     first.ingest(sealed)
     first.close()
-    store = JournalWatchingStore(tmp_path / "store")
+    store = FailingStore(tmp_path / "store")
     second = Archive(store, tmp_path / "b", world.verifier(online=False))
     assert second.index.get_state("upload_journal") == "partial"
     assert [o.ok for o in second.ingest_many([sealed, other_sealed])] == [True, True]
@@ -476,7 +462,7 @@ def test_a_renewal_is_journaled_before_it_is_written(world: World, sealed: bytes
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A renewal stored but never logged (the log failed) leaves its record journaled: the
     next ingest of those bytes looks for the object and adopts it."""
-    store = JournalWatchingStore(tmp_path)
+    store = FailingStore(tmp_path)
     archive = Archive(store, tmp_path, world.verifier(online=False))
     old, _ = archive.ingest(sealed)
     made: list[bytes] = []
