@@ -179,7 +179,8 @@ def test_every_object_of_a_sealed_record_reads_the_same(sealed: bytes,
     ours = _every_object(sealed)
     with _pyhankos_own_tokeniser(monkeypatch):
         theirs = _every_object(sealed)
-    assert len(ours) == len(theirs) > 200
+    # the page's ~60 objects, then four per signature and the seal's DSS and timestamp
+    assert len(ours) == len(theirs) > 150
     for a, b in zip(ours, theirs, strict=True):
         assert _same(a, b) and _same_read(a, b)
 

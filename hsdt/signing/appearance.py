@@ -2,8 +2,14 @@
 
 pyHanko's default stamp font is not embedded (it breaks PDF/A), and its OpenType stamps
 re-load and re-subset the font for every signature, which costs more than the signature.
-Here a font subset is built once per set of characters and kept for the process; each
-signature only adds a few small objects that reference those prepared bytes.
+Here the font is cut once per process to the Vietnamese repertoire, and a record embeds it
+once: the first stamp writes it, and every later stamp draws with that same font object
+(:func:`_shared_font_in`), after checking that it is exactly the font this module writes. A
+signature then adds only its appearance stream. A name with a character outside the
+repertoire (rare) gets a subset of the whole font of its own, as every signer once did.
+
+One font per signer cost every record some 140 KB and its verifier ~8 ms: each signature
+revision brought five font objects that the modification analysis parses and checks.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from fontTools import subset
 from fontTools.ttLib import TTFont
-from pyhanko.pdf_utils import generic, layout
+from pyhanko.pdf_utils import generic, layout, misc
 from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.writer import BasePdfFileWriter
 from pyhanko.stamp.base import BaseStampStyle
@@ -30,9 +36,6 @@ VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 _FONT_PATH = FONTS_DIR / "NotoSerif-Regular.ttf"
 # Characters every stamp may need, so a signer's subset serves every date and time.
 _ALWAYS = set("0123456789/:.,-() ") | set("Ký bởi:Ngày ký:GMT+7")
-# Each signer's appearance embeds its own small subset. One shared font for all signers
-# was tried: the file is smaller, but every appearance then leads to the same large glyph
-# table, and pyHanko's modification analysis walks each path to it in every revision.
 
 
 def stamp_lines(signer_name: str, when: datetime) -> tuple[str, ...]:
@@ -40,11 +43,16 @@ def stamp_lines(signer_name: str, when: datetime) -> tuple[str, ...]:
     return (f"Ký bởi: {signer_name}", f"Ngày ký: {local:%d/%m/%Y %H:%M} (GMT+7)")
 
 
+def _stamp_chars(lines: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(_ALWAYS | {c for line in lines for c in line})
+
+
 @dataclass(frozen=True)
 class _FontSubset:
     ps_name: str
     font_file: bytes  # FlateDecode-compressed TrueType subset
     font_file_length: int
+    font_sha256: str  # of the TrueType subset itself (the stream's decoded bytes)
     gid_of: dict[str, int]
     widths: dict[int, int]  # gid → advance in 1/1000 em
     ascent: int
@@ -138,6 +146,7 @@ def _subset_for(chars: frozenset[str]) -> _FontSubset:
     ).encode("ascii")
     return _FontSubset(
         ps_name=f"{tag}+{base}", font_file=zlib.compress(raw, 9), font_file_length=len(raw),
+        font_sha256=hashlib.sha256(raw).hexdigest(),
         gid_of=gid_of, widths=widths,
         ascent=round(os2.sTypoAscender * scale), descent=round(os2.sTypoDescender * scale),
         cap_height=round(getattr(os2, "sCapHeight", 700) * scale),
@@ -145,6 +154,59 @@ def _subset_for(chars: frozenset[str]) -> _FontSubset:
               round(head.yMax * scale)),
         to_unicode=to_unicode,
     )
+
+
+@lru_cache(maxsize=1)
+def _shared_subset() -> _FontSubset:
+    """The stamp font a record's signers share: every character of the repertoire the font
+    draws."""
+    return _subset_for(frozenset(map(chr, _REPERTOIRE)))
+
+
+def _shared_font_in(writer: BasePdfFileWriter, fs: _FontSubset) -> generic.IndirectObject | None:
+    """The font an earlier stamp of this document embedded for ``fs``, if there is one.
+
+    Only a font that draws exactly what ``fs`` draws is taken (:func:`_is_font`): a stamp
+    laid out for ``fs`` and drawn with any other font would show other text than the
+    signer's name. Anything else in the file (a tampered or damaged font, another
+    producer's appearance) is passed over, and the stamp embeds its own.
+    """
+    try:
+        fields = writer.root["/AcroForm"]["/Fields"]
+    except (KeyError, TypeError, misc.PdfError):
+        return None
+    for field in fields:
+        try:
+            font = field.get_object()["/AP"]["/N"]["/Resources"]["/Font"].raw_get("/F1")
+        except (KeyError, TypeError, AttributeError, misc.PdfError):
+            continue  # unsigned (no resources yet), or not a stamp of ours
+        if isinstance(font, generic.IndirectObject) and _is_font(font.get_object(), fs):
+            return font
+    return None
+
+
+def _is_font(font: generic.PdfObject, fs: _FontSubset) -> bool:
+    """Whether ``font`` is the Type0 font :func:`_font_objects` writes for ``fs``, in all that
+    decides what a stamp shows: glyph program, glyph ids, advances and Unicode map."""
+    try:
+        if not isinstance(font, generic.DictionaryObject) or (
+                font.get("/Subtype"), font.get("/BaseFont"), font.get("/Encoding")
+        ) != ("/Type0", "/" + fs.ps_name, "/Identity-H"):
+            return False
+        descendants = font["/DescendantFonts"]
+        if len(descendants) != 1:
+            return False
+        cid = descendants[0]
+        widths = cid["/W"]
+        if ((cid.get("/Subtype"), cid.get("/CIDToGIDMap")) != ("/CIDFontType2", "/Identity")
+                or len(widths) != 2 or widths[0] != 0
+                or list(widths[1]) != [fs.widths[gid] for gid in range(len(fs.widths))]):
+            return False
+        program = cid["/FontDescriptor"]["/FontFile2"].data
+        return (hashlib.sha256(program).hexdigest() == fs.font_sha256
+                and font["/ToUnicode"].data == fs.to_unicode)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, misc.PdfError):
+        return False
 
 
 def _stream(data: bytes, extra: dict[str, generic.PdfObject] | None = None,
@@ -221,8 +283,13 @@ class _PrebuiltStamp:
         self.writer, self.box, self.lines, self.color = writer, box, lines, color
 
     def apply_appearance(self, annot: generic.DictionaryObject) -> None:
-        fs = _subset_for(frozenset(_ALWAYS | {c for line in self.lines for c in line}))
-        font_ref = _font_objects(self.writer, fs)
+        chars = _stamp_chars(self.lines)
+        fs = _shared_subset()
+        if chars <= fs.gid_of.keys():
+            font_ref = _shared_font_in(self.writer, fs) or _font_objects(self.writer, fs)
+        else:  # a character the repertoire lacks: a subset of the whole font, for this stamp
+            fs = _subset_for(chars)
+            font_ref = _font_objects(self.writer, fs)
         w, h = float(self.box.width), float(self.box.height)
         content = _layout(fs, self.lines, w, h, self.color)
         n = generic.NameObject
@@ -254,10 +321,11 @@ class VietnameseStampStyle(BaseStampStyle):
 
 
 def warm_up(names: list[str]) -> None:
-    """Build the font subsets for these signers ahead of a batch (and, with no names, the
-    repertoire font they are cut from)."""
+    """Build the stamp fonts ahead of a batch: the shared one, and a subset of its own for a
+    signer whose name the repertoire does not cover."""
     from datetime import UTC
-    _repertoire_font()
+    shared = _shared_subset()
     for name in names:
-        lines = stamp_lines(name, datetime.now(UTC))
-        _subset_for(frozenset(_ALWAYS | {c for line in lines for c in line}))
+        chars = _stamp_chars(stamp_lines(name, datetime.now(UTC)))
+        if not chars <= shared.gid_of.keys():
+            _subset_for(chars)
