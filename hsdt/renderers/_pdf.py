@@ -8,7 +8,7 @@ What is changed and why:
 
 - signature fields: WeasyPrint cannot make them; one empty field per plan field, over the
   border box of the element ``sig-<name>``; PDF/A needs each widget printable (F=4) with a
-  normal appearance (an empty form XObject);
+  normal appearance (an empty form XObject, the same one for every field);
 - /AcroForm with /SigFlags 0: pyHanko sets the flags when it signs;
 - associated files: the MIME subtypes are set explicitly (WeasyPrint guesses from the system's
   MIME database, which differs between machines) and the catalog /AF lists each filespec
@@ -124,16 +124,19 @@ class Finisher:
     def _signature_fields(self, document: Any, pdf: pydyf.PDF) -> None:
         kids = pdf.pages["Kids"]  # flat: [number, 0, "R", number, 0, "R", …]
         fields = pydyf.Array()
+        # One empty appearance for every unsigned field: it draws nothing at any size, and
+        # each signature replaces its field's with its own. One object instead of one per
+        # field, which every verification of every revision would otherwise parse and walk.
+        empty = pydyf.Stream([], pydyf.Dictionary({
+            "Type": "/XObject", "Subtype": "/Form", "BBox": pydyf.Array([0, 0, 1, 1]),
+            "Resources": pydyf.Dictionary(),
+        }))
+        if self.fields:
+            pdf.add_object(empty)
         for f in self.fields:
             page = pdf.objects[kids[3 * f.page]]
             page_ref = page.reference
             x1, y1, x2, y2 = pdf_rect(f.css_box, document.pages[f.page].height)
-            appearance = pydyf.Stream([], pydyf.Dictionary({
-                "Type": "/XObject", "Subtype": "/Form",
-                "BBox": pydyf.Array([0, 0, round(x2 - x1, 2), round(y2 - y1, 2)]),
-                "Resources": pydyf.Dictionary(),
-            }))
-            pdf.add_object(appearance)
             widget = pydyf.Dictionary({
                 "Type": "/Annot",
                 "Subtype": "/Widget",
@@ -143,7 +146,7 @@ class Finisher:
                 "F": ANNOT_PRINT,
                 "Rect": pydyf.Array([x1, y1, x2, y2]),
                 "P": page_ref,
-                "AP": pydyf.Dictionary({"N": appearance.reference}),
+                "AP": pydyf.Dictionary({"N": empty.reference}),
             })
             if f.lock_all:
                 widget["Lock"] = pydyf.Dictionary({
