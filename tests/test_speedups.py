@@ -747,8 +747,21 @@ def _signed_field_restated(pdf: bytes) -> bytes:
     return _write(w)
 
 
+def _field_reached_oddly(pdf: bytes) -> bytes:
+    """An update that gives a signed field, which it does not write, a path pyHanko's
+    annotation-path check fails on (as a page's kid), then one more update: in that last
+    pair the field's paths are new, and must be checked again (and fail) although the
+    field passed in every pair before."""
+    w = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    page = w.root["/Pages"]["/Kids"][0].get_object()
+    page["/Kids"] = generic.ArrayObject([w.root["/AcroForm"]["/Fields"].raw_get(0)])
+    w.update_container(page)
+    return _signed_field_restated(_write(w))
+
+
 _FIELD_TAMPERINGS = {**_TAMPERINGS, "signed_field_changed": _signed_field_changed,
-                     "signed_field_restated": _signed_field_restated}
+                     "signed_field_restated": _signed_field_restated,
+                     "field_reached_oddly": _field_reached_oddly}
 
 
 def _pair_outcome(reader: PdfFileReader, rev: int) -> tuple[Any, list[Any]]:
@@ -816,6 +829,8 @@ def test_fields_a_revision_does_not_write_are_judged_as_pyhanko_judges_them(
         assert "/TU" in str(theirs) and "differ" in str(theirs)  # the last pair: refused
     if tampering == "signed_field_restated":
         assert theirs[0] is ModificationLevel.LTA_UPDATES  # compared, found the same
+    if tampering == "field_reached_oddly":
+        assert theirs[0] == "ValueError"  # the last pair: the new path fails pyHanko's check
 
 
 _FIELD_PATHS = {
@@ -865,6 +880,33 @@ def test_a_field_a_revision_does_not_write_is_not_compared_again(
     reader = PdfFileReader(io.BytesIO(sealed), strict=False)
     _pair_outcome(reader, reader.xrefs.total_revisions - 3)  # a signature's revision
     assert len(compared) == 1  # the field it signs; pyHanko compares all fifteen
+
+
+def test_a_fields_paths_are_checked_again_only_where_a_revision_reaches_them(
+        sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[int] = []
+    original = _revision_views._check_expected_contexts
+
+    def counting(spec: FieldComparisonSpec) -> None:
+        checked.append(spec.old_field_ref.idnum)  # type: ignore[union-attr]
+        original(spec)
+
+    monkeypatch.setattr(_revision_views, "_check_expected_contexts", counting)
+    reader = PdfFileReader(io.BytesIO(sealed), strict=False)
+    fields = len(reader.get_historical_resolver(1).root["/AcroForm"]["/Fields"])
+    per_pair: list[list[int]] = []
+    for rev in range(2, reader.xrefs.total_revisions):
+        before = len(checked)
+        _pair_outcome(reader, rev)
+        per_pair.append(checked[before:])
+    # The first pair's older revision was walked whole: every field the newer one does not
+    # write is checked. After that, a signature's pair checks again only the field its
+    # older revision signed, whose paths that revision wrote anew (pyHanko checks all
+    # fourteen in every pair).
+    assert len(per_pair[0]) == fields - 1
+    for rev, again in enumerate(per_pair[1:-1], start=3):
+        written = _revision_views.written_in(reader.xrefs, rev - 1)
+        assert written is not None and len(again) == 1 and again[0] in written, (rev, again)
 
 
 def test_a_field_that_fails_fails_alike(sealed: bytes, monkeypatch: pytest.MonkeyPatch) -> None:

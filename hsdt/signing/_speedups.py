@@ -634,9 +634,12 @@ class _Walk(NamedTuple):
     page_tree: dict[generic.Reference, _Path]
     struct_tree: set[generic.Reference]
     top: tuple[_Visit, ...]
+    # The object numbers whose paths may differ from the walk before's: everything in the
+    # subtrees walked again, before and after. None for a walk made whole.
+    touched: frozenset[int] | None
 
 
-_WALKS = "_hsdt_walks"
+_WALKS = _revision_views.WALKS
 
 
 def load_reverse_xref_cache(self: HistoricalResolver) -> None:
@@ -710,12 +713,16 @@ def load_reverse_xref_cache(self: HistoricalResolver) -> None:
                     else:
                         contents(v, (*path, ix), seen, in_struct, found, enter)
 
+    touched: set[int] = set()
+
     def renewed(v: _Visit, written: frozenset[int], seen: set[generic.Reference]) -> _Visit:
         if v.ids.isdisjoint(written):
             return v
         if v.ref.idnum in written:
             again = enter(v.ref, v.path, seen, v.in_struct)
             assert again is not None  # the same ancestors: no cycle now either
+            touched.update(v.ids)
+            touched.update(again.ids)
             return again
         seen.add(v.ref)  # entered: a visit not entered holds its own number only
         kids = tuple(renewed(c, written, seen) for c in v.children)
@@ -753,12 +760,14 @@ def load_reverse_xref_cache(self: HistoricalResolver) -> None:
         if (prior is not None and written is not None and prior.start == start
                 and prior.page_tree == page_tree and prior.struct_tree == struct_tree):
             top = tuple(renewed(v, written, set()) for v in prior.top)
+            changed: frozenset[int] | None = frozenset(touched)
         else:
             found: list[_Visit] = []
             contents(self.trailer_view, (), set(), False, found, enter)
             top = tuple(found)
+            changed = None
         walks.clear()  # the walk of the revision before is needed, no other
-        walks[revision] = _Walk(start, page_tree, struct_tree, top)
+        walks[revision] = _Walk(start, page_tree, struct_tree, top, changed)
         self._indirect_object_access_cache = _PathsByRef(top, self)
     finally:
         # The visitors call themselves through their closure cells: a cycle that holds
