@@ -40,6 +40,7 @@ from pyhanko.sign.diff_analysis.rules.form_field_rules import SigFieldModificati
 
 WALKS = "_hsdt_walks"  # a reader's latest reverse-xref walk, by revision (hsdt.signing._speedups)
 _PATHS_PASSED = "_hsdt_paths_passed"  # per field: the latest revision its paths were checked in
+_WRITTEN = "_hsdt_written"  # on a reader's XRefCache: written_in, by revision
 original_subsume = HistoricalResolver._subsume_object
 original_collect = HistoricalResolver._collect_indirect_references  # for the patch table
 original_check_signature_field = SigFieldModificationRule.check_form_field
@@ -162,13 +163,17 @@ def written_in(xrefs: XRefCache, revision: int) -> frozenset[int] | None:
     have changed: no object freed in it (pyHanko refuses that anyway), and no hybrid
     cross-reference section anywhere (where an object's entry may come from the section
     after its own). None otherwise."""
+    known: dict[int, frozenset[int] | None] = xrefs.__dict__.setdefault(_WRITTEN, {})
+    if revision in known:
+        return known[revision]
     sections = xrefs._xref_sections
-    if revision < 1 or any(s.xref_data.hybrid is not None for s in sections):
-        return None
-    data = sections[revision].xref_data
-    if data.freed:
-        return None
-    return frozenset(idnum for idnum, _ in data.explicit_refs_in_revision)
+    found: frozenset[int] | None = None
+    if revision >= 1 and not any(s.xref_data.hybrid is not None for s in sections):
+        data = sections[revision].xref_data
+        if not data.freed:
+            found = frozenset(idnum for idnum, _ in data.explicit_refs_in_revision)
+    known[revision] = found  # the sections are read once, with the file: asked for each field
+    return found
 
 
 def check_signature_field(self: SigFieldModificationRule, fq_name: str, spec: FieldComparisonSpec,
