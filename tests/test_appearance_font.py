@@ -24,8 +24,8 @@ NAMES = ["Nguyễn Thị Hương", "Trần Văn Đức", "Lê Hoàng Yến", "Đ
 
 
 def _chars(name: str) -> frozenset[str]:
-    lines = appearance.stamp_lines(name, datetime(2026, 5, 20, 8, 30, tzinfo=UTC))
-    return frozenset(appearance._ALWAYS | {c for line in lines for c in line})
+    return appearance._stamp_chars(
+        appearance.stamp_lines(name, datetime(2026, 5, 20, 8, 30, tzinfo=UTC)))
 
 
 def _outlines(fs: appearance._FontSubset) -> dict[str, tuple[object, ...]]:

@@ -61,6 +61,12 @@ class _FontSubset:
     bbox: tuple[int, int, int, int]
     to_unicode: bytes
 
+    @property
+    def advances(self) -> list[int]:
+        """The advance of each glyph in id order: subset ids run 0..n-1, so the CIDFont's
+        /W is the one run "0 [advances]"."""
+        return [self.widths[gid] for gid in range(len(self.widths))]
+
 
 _lock = threading.Lock()
 
@@ -200,7 +206,7 @@ def _is_font(font: generic.PdfObject, fs: _FontSubset) -> bool:
         widths = cid["/W"]
         if ((cid.get("/Subtype"), cid.get("/CIDToGIDMap")) != ("/CIDFontType2", "/Identity")
                 or len(widths) != 2 or widths[0] != 0
-                or list(widths[1]) != [fs.widths[gid] for gid in range(len(fs.widths))]):
+                or list(widths[1]) != fs.advances):
             return False
         program = cid["/FontDescriptor"]["/FontFile2"].data
         return (hashlib.sha256(program).hexdigest() == fs.font_sha256
@@ -233,9 +239,8 @@ def _font_objects(writer: BasePdfFileWriter, fs: _FontSubset) -> generic.Indirec
         n("/StemV"): generic.NumberObject(80),
         n("/FontFile2"): font_file,
     }))
-    # Subset glyph ids run 0..n-1, so one "0 [w0 … wn-1]" run covers them all.
-    w = generic.ArrayObject([generic.NumberObject(0), generic.ArrayObject(
-        generic.NumberObject(fs.widths[gid]) for gid in range(len(fs.widths)))])
+    w = generic.ArrayObject([generic.NumberObject(0),
+                             generic.ArrayObject(map(generic.NumberObject, fs.advances))])
     cid_font = writer.add_object(generic.DictionaryObject({
         n("/Type"): n("/Font"), n("/Subtype"): n("/CIDFontType2"),
         n("/BaseFont"): n("/" + fs.ps_name),
